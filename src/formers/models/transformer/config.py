@@ -1,0 +1,139 @@
+"""Configuration of the encoder-decoder Transformer (arXiv 1706.03762).
+
+A frozen, validated dataclass. Builders read it and construct modules with plain arguments;
+modules never see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from formers.models.config_base import config_from_dict, require, require_choice
+from formers.nn.feed_forward import FEED_FORWARD_KINDS
+from formers.nn.kernels import KERNELS
+from formers.nn.norms import NORMS
+
+POSITIONS = ("sinusoidal", "learned", "rotary")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Hyperparameters of an encoder-decoder Transformer.
+
+    The defaults are the paper's base model (Table 3); ``dropout`` is the paper's ``P_drop``,
+    applied to each sublayer output and to the embedding sums.
+
+    Attributes:
+        vocab_size: source vocabulary size (also the target's when ``tgt_vocab_size`` is None).
+        tgt_vocab_size: target vocabulary size, if different from the source's.
+        d_model: model width. d_ff: feed-forward hidden width.
+        num_heads: attention heads; num_kv_heads: key/value heads (None = num_heads; GQA/MQA).
+        num_encoder_layers, num_decoder_layers: stack depths (N in the paper).
+        dropout: residual and embedding dropout (P_drop).
+        attention_dropout: dropout on attention probabilities (not used in the paper).
+        activation_dropout: dropout inside the feed-forward network (not used in the paper).
+        activation: feed-forward kind: relu, gelu, gelu_tanh, silu, glu, reglu, geglu, swiglu.
+        norm: "layernorm" or "rmsnorm"; norm_eps its epsilon.
+        norm_first: pre-norm (True) or the paper's post-norm (False).
+        positions: "sinusoidal" (the paper), "learned" or "rotary".
+        max_positions: positions precomputed (sinusoidal/rotary) or learned (the limit).
+        rope_base: rotary angle base.
+        share_embeddings: one token embedding for source and target (needs one vocabulary).
+        tie_output: the pre-softmax projection shares the target embedding's weight.
+        scale_embeddings: multiply token embeddings by sqrt(d_model) (the paper does).
+        bias: biases in the attention and feed-forward projections.
+        kernel: attention kernel name ("sdpa" or "eager").
+        pad_id, bos_id, eos_id: special token ids.
+    """
+
+    vocab_size: int
+    tgt_vocab_size: int | None = None
+    d_model: int = 512
+    d_ff: int = 2048
+    num_heads: int = 8
+    num_kv_heads: int | None = None
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    activation: str = "relu"
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    norm_first: bool = False
+    positions: str = "sinusoidal"
+    max_positions: int = 1024
+    rope_base: float = 10000.0
+    share_embeddings: bool = True
+    tie_output: bool = True
+    scale_embeddings: bool = True
+    bias: bool = True
+    kernel: str = "sdpa"
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "d_ff", "num_heads", "max_positions"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value > 0, f"{name} must be a positive int, got {value!r}")
+        for name in ("num_encoder_layers", "num_decoder_layers"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
+        require(
+            self.d_model % self.num_heads == 0,
+            f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
+        )
+        kv = self.kv_heads
+        require(
+            kv >= 1 and self.num_heads % kv == 0,
+            f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})",
+        )
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            value = getattr(self, name)
+            require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value!r}")
+        require_choice("activation", self.activation, FEED_FORWARD_KINDS)
+        require_choice("norm", self.norm, NORMS)
+        require_choice("positions", self.positions, POSITIONS)
+        require_choice("kernel", self.kernel, KERNELS)
+        if self.positions == "sinusoidal":
+            require(self.d_model % 2 == 0, f"sinusoidal positions need an even d_model, got {self.d_model}")
+        if self.positions == "rotary":
+            require(self.head_dim % 2 == 0, f"rotary positions need an even head dim, got {self.head_dim}")
+        if self.share_embeddings:
+            require(
+                self.tgt_vocab_size in (None, self.vocab_size),
+                f"share_embeddings needs one vocabulary, but vocab_size={self.vocab_size} and "
+                f"tgt_vocab_size={self.tgt_vocab_size}; set share_embeddings=false",
+            )
+        ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
+        for name, value in ids.items():
+            smallest = min(self.vocab_size, self.target_vocab_size)
+            require(0 <= value < smallest, f"{name}={value} is outside the vocabulary [0, {smallest})")
+        require(len(set(ids.values())) == 3, f"pad_id, bos_id and eos_id must differ, got {ids}")
+
+    @property
+    def target_vocab_size(self) -> int:
+        return self.vocab_size if self.tgt_vocab_size is None else self.tgt_vocab_size
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
+        """Build from a dict; an unknown key raises an error listing the valid keys."""
+        return config_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> TransformerConfig:
+        """A copy with some fields changed (validated, unknown keys rejected)."""
+        return config_from_dict(type(self), {**self.to_dict(), **overrides})

@@ -1,0 +1,53 @@
+"""Building blocks of the Transformer, one concept per module."""
+
+from formers.nn.attention import MultiHeadAttention
+from formers.nn.embeddings import Embeddings
+from formers.nn.encoder_decoder import AttentionMaps, EncoderDecoder, Seq2SeqState
+from formers.nn.feed_forward import FeedForward, GatedFeedForward, feed_forward
+from formers.nn.kernels import KERNELS, eager_attention, get_kernel, sdpa_attention
+from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
+from formers.nn.layers import DecoderLayer, EncoderLayer
+from formers.nn.masks import causal_mask, combine_masks, lengths_mask, padding_mask
+from formers.nn.norms import PostNormResidual, PreNormResidual, make_norm
+from formers.nn.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
+)
+from formers.nn.stacks import Decoder, DecoderWeights, Encoder
+
+__all__ = [
+    "KERNELS",
+    "AttentionMaps",
+    "Decoder",
+    "DecoderCache",
+    "DecoderLayer",
+    "DecoderWeights",
+    "Embeddings",
+    "Encoder",
+    "EncoderDecoder",
+    "EncoderLayer",
+    "FeedForward",
+    "GatedFeedForward",
+    "KVCache",
+    "LayerCache",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "PostNormResidual",
+    "PreNormResidual",
+    "RotaryEmbedding",
+    "Seq2SeqState",
+    "SinusoidalPositionalEncoding",
+    "StaticKVCache",
+    "causal_mask",
+    "combine_masks",
+    "eager_attention",
+    "feed_forward",
+    "get_kernel",
+    "lengths_mask",
+    "make_norm",
+    "padding_mask",
+    "sdpa_attention",
+    "sinusoidal_table",
+]

@@ -1,0 +1,175 @@
+"""The encoder-decoder model of Figure 1 (Vaswani et al. 2017, arXiv 1706.03762).
+
+``EncoderDecoder(encoder, decoder, src_embed, tgt_embed, generator)`` mirrors the figure (and the
+Annotated Transformer): the parts are built elsewhere and injected. It offers
+
+- :meth:`~EncoderDecoder.encode` and :meth:`~EncoderDecoder.decode` (with an optional KV cache),
+- :meth:`~EncoderDecoder.forward` for teacher-forced training,
+- :meth:`~EncoderDecoder.init_decoding` / :meth:`~EncoderDecoder.decode_step`, the step
+  interface that :mod:`formers.decoding` searches over.
+
+Token sequences are right-padded with ``pad_id``; the source padding mask is derived from it.
+
+Shapes: b batch, s source length, t target length, d model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from formers.nn.embeddings import Embeddings
+from formers.nn.kv_cache import DecoderCache
+from formers.nn.masks import padding_mask
+from formers.nn.stacks import Decoder, Encoder
+
+
+@dataclass
+class Seq2SeqState:
+    """What incremental decoding carries between steps for a batch of sources.
+
+    Attributes:
+        memory: ``(b, s, d)`` encoder output.
+        memory_mask: ``(b, 1, 1, s)`` source-padding mask.
+        src_lengths: ``(b,)`` number of real source tokens.
+        cache: the decoder's KV caches.
+    """
+
+    memory: Tensor
+    memory_mask: Tensor
+    src_lengths: Tensor
+    cache: DecoderCache
+
+    @property
+    def batch_size(self) -> int:
+        return self.memory.size(0)
+
+    def reorder(self, indices: Tensor) -> None:
+        """Keep rows ``indices`` (beam reordering, or repeating each source per beam)."""
+        self.memory = self.memory.index_select(0, indices)
+        self.memory_mask = self.memory_mask.index_select(0, indices)
+        self.src_lengths = self.src_lengths.index_select(0, indices)
+        self.cache.reorder(indices)
+
+
+@dataclass
+class AttentionMaps:
+    """Attention probabilities of every layer, each ``(b, h, queries, keys)``.
+
+    Attributes:
+        encoder: encoder self-attention, ``(b, h, s, s)`` per layer.
+        decoder: decoder masked self-attention, ``(b, h, t, t)`` per layer.
+        cross: encoder-decoder attention, ``(b, h, t, s)`` per layer.
+    """
+
+    encoder: list[Tensor]
+    decoder: list[Tensor]
+    cross: list[Tensor]
+
+
+class EncoderDecoder(nn.Module):
+    """A sequence-to-sequence Transformer.
+
+    Args:
+        encoder: the encoder stack.
+        decoder: the decoder stack (with cross-attention).
+        src_embed: source embeddings.
+        tgt_embed: target embeddings (may share its token embedding with ``src_embed``).
+        generator: the pre-softmax projection ``d -> V`` (may share its weight with the
+            target token embedding).
+        pad_id, bos_id, eos_id: special token ids.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        src_embed: Embeddings,
+        tgt_embed: Embeddings,
+        generator: nn.Linear,
+        *,
+        pad_id: int = 0,
+        bos_id: int = 1,
+        eos_id: int = 2,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.src_embed = src_embed
+        self.tgt_embed = tgt_embed
+        self.generator = generator
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the target vocabulary (the generator's output)."""
+        return self.generator.out_features
+
+    def source_mask(self, src: Tensor) -> Tensor:
+        """``(b, s)`` source ids -> ``(b, 1, 1, s)`` boolean mask, True at real tokens."""
+        return padding_mask(src, self.pad_id)
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        """Encode ``(b, s)`` source ids into ``(b, s, d)`` memory."""
+        src_mask = self.source_mask(src) if src_mask is None else src_mask
+        memory, _ = self.encoder(self.src_embed(src), src_mask)
+        return memory
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        memory_mask: Tensor | None,
+        *,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
+        """Target ids ``(b, t)`` -> logits ``(b, t, V)``.
+
+        With a ``cache``, ``tgt`` holds only the new positions (their positions continue from
+        ``cache.length``) and the cache is updated in place; ``memory`` may then be ``None``
+        after the first step.
+        """
+        offset = 0 if cache is None else cache.length
+        hidden, _ = self.decoder(
+            self.tgt_embed(tgt, offset), memory, memory_mask=memory_mask, cache=cache
+        )
+        return self.generator(hidden)
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Teacher forcing: ``(b, s)`` source and ``(b, t)`` shifted target -> ``(b, t, V)``."""
+        src_mask = self.source_mask(src)
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def forward_with_attention(self, src: Tensor, tgt: Tensor) -> tuple[Tensor, AttentionMaps]:
+        """Like :meth:`forward`, also returning every layer's attention probabilities.
+
+        Uses the eager kernel (the weights must be materialized); :meth:`forward` is unaffected.
+        """
+        src_mask = self.source_mask(src)
+        memory, enc_weights = self.encoder(self.src_embed(src), src_mask, need_weights=True)
+        hidden, dec_weights = self.decoder(
+            self.tgt_embed(tgt), memory, memory_mask=src_mask, need_weights=True
+        )
+        maps = AttentionMaps(enc_weights, dec_weights.self_attn, dec_weights.cross_attn)
+        return self.generator(hidden), maps
+
+    # --- the step interface used by formers.decoding ---------------------------------------
+
+    def init_decoding(self, src: Tensor) -> Seq2SeqState:
+        """Encode a batch of sources and return an empty decoding state."""
+        src_mask = self.source_mask(src)
+        memory = self.encode(src, src_mask)
+        lengths = (src != self.pad_id).sum(dim=1)
+        return Seq2SeqState(memory, src_mask, lengths, self.decoder.new_cache())
+
+    def decode_step(self, tokens: Tensor, state: Seq2SeqState) -> Tensor:
+        """Feed ``(b, t_new)`` new target tokens; return the ``(b, V)`` next-token logits."""
+        logits = self.decode(tokens, state.memory, state.memory_mask, cache=state.cache)
+        return logits[:, -1]
+
+    @torch.no_grad()
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (tied weights counted once)."""
+        return sum(p.numel() for p in self.parameters())

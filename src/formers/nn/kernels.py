@@ -1,0 +1,146 @@
+"""Scaled dot-product attention kernels, selectable by name.
+
+``Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V`` (Vaswani et al. 2017, arXiv 1706.03762,
+eq. 1). Architectures choose *what* to attend to; kernels only decide *how* it is computed,
+so they are interchangeable (the idea of Hugging Face's attention-kernel registry):
+
+- ``"sdpa"``: :func:`torch.nn.functional.scaled_dot_product_attention`, the fast path
+  (fused flash / memory-efficient kernels where the device has them). It cannot return weights.
+- ``"eager"``: the explicit formula, which can return the attention probabilities.
+
+Every kernel has the signature of :class:`AttentionKernel` and the same mask convention
+(:mod:`formers.nn.masks`: boolean, True = may attend). Rows in which no key may be attended to
+produce zeros (as SDPA does), never NaN.
+
+Shapes: b batch, h query heads, g key/value heads (``h % g == 0``; g < h is GQA/MQA),
+t_q query length, t_k key length, d head dim.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from formers.nn.masks import causal_mask, combine_masks
+
+
+class AttentionKernel(Protocol):
+    """The call signature shared by every kernel."""
+
+    def __call__(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        dropout_p: float = 0.0,
+        scale: float | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Args:
+            q: ``(b, h, t_q, d)``; k, v: ``(b, g, t_k, d)``.
+            mask: boolean, broadcastable to ``(b, h, t_q, t_k)``, True = may attend.
+            causal: also apply a causal mask aligned to the bottom-right corner
+                (see :func:`formers.nn.masks.causal_mask`).
+            dropout_p: dropout on the attention probabilities (pass 0.0 in eval mode).
+            scale: defaults to ``1 / sqrt(d)``.
+            need_weights: also return the ``(b, h, t_q, t_k)`` probabilities.
+
+        Returns:
+            ``(out, weights)`` with ``out`` of shape ``(b, h, t_q, d)``.
+        """
+        ...
+
+
+def _merged_mask(mask: Tensor | None, causal: bool, t_q: int, t_k: int, device) -> Tensor | None:
+    if not causal:
+        return mask
+    return combine_masks(mask, causal_mask(t_q, t_k, device=device))
+
+
+def sdpa_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask: Tensor | None = None,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    need_weights: bool = False,
+) -> tuple[Tensor, None]:
+    """The fast path: PyTorch's fused scaled dot-product attention."""
+    if need_weights:
+        raise ValueError("the 'sdpa' kernel cannot return attention weights; use 'eager'")
+    t_q, t_k = q.size(-2), k.size(-2)
+    # SDPA's own is_causal is top-left aligned; it equals ours only when t_q == t_k, and it
+    # selects the fastest kernels only without an explicit mask.
+    use_is_causal = causal and mask is None and t_q == t_k
+    attn_mask = None if use_is_causal else _merged_mask(mask, causal, t_q, t_k, q.device)
+    out = F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=attn_mask,
+        dropout_p=dropout_p,
+        is_causal=use_is_causal,
+        scale=scale,
+        enable_gqa=q.size(1) != k.size(1),
+    )
+    return out, None
+
+
+def repeat_kv(x: Tensor, groups: int) -> Tensor:
+    """Repeat each key/value head ``groups`` times: ``(b, g, t, d) -> (b, g * groups, t, d)``."""
+    if groups == 1:
+        return x
+    b, g, t, d = x.shape
+    return x[:, :, None].expand(b, g, groups, t, d).reshape(b, g * groups, t, d)
+
+
+def eager_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask: Tensor | None = None,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    need_weights: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """softmax(Q K^T / sqrt(d_k)) V written out, so that the probabilities can be returned."""
+    groups = q.size(1) // k.size(1)
+    k, v = repeat_kv(k, groups), repeat_kv(v, groups)
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (b, h, t_q, t_k)
+    mask = _merged_mask(mask, causal, q.size(-2), k.size(-2), q.device)
+    if mask is not None:
+        # The most negative finite value (not -inf) keeps fully masked rows free of NaN;
+        # they are zeroed below, as SDPA does.
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
+    out = torch.matmul(dropped, v)  # (b, h, t_q, d)
+    return out, (weights if need_weights else None)
+
+
+KERNELS: dict[str, AttentionKernel] = {"sdpa": sdpa_attention, "eager": eager_attention}
+
+
+def get_kernel(name: str) -> AttentionKernel:
+    """Look up a kernel by name, with an error that lists the valid names."""
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown attention kernel {name!r}; choose one of {sorted(KERNELS)}"
+        ) from None

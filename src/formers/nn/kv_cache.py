@@ -1,0 +1,131 @@
+"""Key/value caches for incremental decoding.
+
+During autoregressive decoding a decoder layer sees one new target token per step. Its masked
+self-attention needs the keys and values of every earlier step (:class:`KVCache`, which grows),
+and its encoder-decoder attention needs the keys and values of the encoder output, which never
+change for a given source (:class:`StaticKVCache`, filled once per source).
+
+Beam search reorders hypotheses between steps; :meth:`reorder` applies the same permutation to
+the cached batch dimension.
+
+Shapes: b batch (times beams), g key/value heads, t cached length, d head dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+class KVCache:
+    """Self-attention cache that grows by the new steps; storage doubles when full.
+
+    Args:
+        capacity: initial number of positions to allocate (grown on demand).
+    """
+
+    complete = False  # keys/values of new tokens must always be computed and appended
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._initial_capacity = capacity
+        self._k: Tensor | None = None
+        self._v: Tensor | None = None
+        self.length = 0
+
+    def _reserve(self, k: Tensor, needed: int) -> None:
+        if self._k is None:
+            capacity = max(self._initial_capacity, needed)
+            b, g, _, d = k.shape
+            self._k = k.new_empty(b, g, capacity, d)
+            self._v = k.new_empty(b, g, capacity, d)
+        elif needed > self._k.size(2):
+            capacity = max(needed, 2 * self._k.size(2))
+            grow = capacity - self._k.size(2)
+            pad = self._k.new_empty(*self._k.shape[:2], grow, self._k.size(3))
+            self._k = torch.cat([self._k, pad], dim=2)
+            self._v = torch.cat([self._v, pad.clone()], dim=2)
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append ``(b, g, t_new, d)`` keys and values; return all cached ``(b, g, t, d)``."""
+        end = self.length + k.size(2)
+        self._reserve(k, end)
+        self._k[:, :, self.length : end] = k
+        self._v[:, :, self.length : end] = v
+        self.length = end
+        return self._k[:, :, :end], self._v[:, :, :end]
+
+    def reorder(self, indices: Tensor) -> None:
+        """Select batch rows (beam reordering): ``indices`` of shape ``(b_new,)``."""
+        if self._k is not None:
+            self._k = self._k.index_select(0, indices)
+            self._v = self._v.index_select(0, indices)
+
+
+class StaticKVCache:
+    """Cross-attention cache: keys and values projected once from the encoder output."""
+
+    def __init__(self) -> None:
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.k is not None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.size(2)
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.k, self.v = k, v
+        return k, v
+
+    def get(self) -> tuple[Tensor, Tensor]:
+        if self.k is None or self.v is None:
+            raise RuntimeError("cross-attention cache is empty: run the first decoding step")
+        return self.k, self.v
+
+    def reorder(self, indices: Tensor) -> None:
+        if self.k is not None:
+            self.k = self.k.index_select(0, indices)
+            self.v = self.v.index_select(0, indices)
+
+
+@dataclass
+class LayerCache:
+    """The caches of one decoder layer."""
+
+    self_attn: KVCache = field(default_factory=KVCache)
+    cross_attn: StaticKVCache | None = None
+
+    def reorder(self, indices: Tensor) -> None:
+        self.self_attn.reorder(indices)
+        if self.cross_attn is not None:
+            self.cross_attn.reorder(indices)
+
+
+@dataclass
+class DecoderCache:
+    """The caches of a whole decoder stack, one :class:`LayerCache` per layer."""
+
+    layers: list[LayerCache]
+
+    @classmethod
+    def empty(cls, num_layers: int, cross_attention: bool) -> DecoderCache:
+        return cls(
+            [
+                LayerCache(KVCache(), StaticKVCache() if cross_attention else None)
+                for _ in range(num_layers)
+            ]
+        )
+
+    @property
+    def length(self) -> int:
+        """Number of target positions already decoded."""
+        return self.layers[0].self_attn.length if self.layers else 0
+
+    def reorder(self, indices: Tensor) -> None:
+        for layer in self.layers:
+            layer.reorder(indices)
