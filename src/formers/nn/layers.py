@@ -40,7 +40,11 @@ class EncoderLayer(nn.Module):
         self.ff_residual = ff_residual
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, *, causal: bool = False,
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        *,
+        causal: bool = False,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Args:

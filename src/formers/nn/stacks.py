@@ -27,7 +27,11 @@ class Encoder(nn.Module):
         self.final_norm = final_norm if final_norm is not None else nn.Identity()
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, *, causal: bool = False,
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        *,
+        causal: bool = False,
         need_weights: bool = False,
     ) -> tuple[Tensor, list[Tensor] | None]:
         """Args:

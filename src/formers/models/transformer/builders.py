@@ -147,15 +147,27 @@ def build_transformer(config: TransformerConfig | dict[str, Any]) -> EncoderDeco
 
 PRESETS: dict[str, dict[str, Any]] = {
     "transformer_base": dict(
-        d_model=512, d_ff=2048, num_heads=8, num_encoder_layers=6, num_decoder_layers=6,
+        d_model=512,
+        d_ff=2048,
+        num_heads=8,
+        num_encoder_layers=6,
+        num_decoder_layers=6,
         dropout=0.1,
     ),
     "transformer_big": dict(
-        d_model=1024, d_ff=4096, num_heads=16, num_encoder_layers=6, num_decoder_layers=6,
+        d_model=1024,
+        d_ff=4096,
+        num_heads=16,
+        num_encoder_layers=6,
+        num_decoder_layers=6,
         dropout=0.3,
     ),
     "transformer_tiny": dict(
-        d_model=128, d_ff=256, num_heads=4, num_encoder_layers=4, num_decoder_layers=4,
+        d_model=128,
+        d_ff=256,
+        num_heads=4,
+        num_encoder_layers=4,
+        num_decoder_layers=4,
         dropout=0.1,
     ),
 }

@@ -78,7 +78,10 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "d_ff", "num_heads", "max_positions"):
             value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, f"{name} must be a positive int, got {value!r}")
+            require(
+                isinstance(value, int) and value > 0,
+                f"{name} must be a positive int, got {value!r}",
+            )
         for name in ("num_encoder_layers", "num_decoder_layers"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
@@ -99,9 +102,15 @@ class TransformerConfig:
         require_choice("positions", self.positions, POSITIONS)
         require_choice("kernel", self.kernel, KERNELS)
         if self.positions == "sinusoidal":
-            require(self.d_model % 2 == 0, f"sinusoidal positions need an even d_model, got {self.d_model}")
+            require(
+                self.d_model % 2 == 0,
+                f"sinusoidal positions need an even d_model, got {self.d_model}",
+            )
         if self.positions == "rotary":
-            require(self.head_dim % 2 == 0, f"rotary positions need an even head dim, got {self.head_dim}")
+            require(
+                self.head_dim % 2 == 0,
+                f"rotary positions need an even head dim, got {self.head_dim}",
+            )
         if self.share_embeddings:
             require(
                 self.tgt_vocab_size in (None, self.vocab_size),
@@ -111,7 +120,9 @@ class TransformerConfig:
         ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
         for name, value in ids.items():
             smallest = min(self.vocab_size, self.target_vocab_size)
-            require(0 <= value < smallest, f"{name}={value} is outside the vocabulary [0, {smallest})")
+            require(
+                0 <= value < smallest, f"{name}={value} is outside the vocabulary [0, {smallest})"
+            )
         require(len(set(ids.values())) == 3, f"pad_id, bos_id and eos_id must differ, got {ids}")
 
     @property
