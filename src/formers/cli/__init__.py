@@ -1,0 +1,1 @@
+"""The ``formers`` command line."""
