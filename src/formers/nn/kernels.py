@@ -27,6 +27,9 @@ from torch import Tensor
 
 from formers.nn.masks import causal_mask, combine_masks
 
+# SDPA shares key/value heads itself (``enable_gqa``) from torch 2.5; before, heads are repeated.
+_SDPA_HAS_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
+
 
 class AttentionKernel(Protocol):
     """The call signature shared by every kernel."""
@@ -83,6 +86,13 @@ def sdpa_attention(
     # selects the fastest kernels only without an explicit mask.
     use_is_causal = causal and mask is None and t_q == t_k
     attn_mask = None if use_is_causal else _merged_mask(mask, causal, t_q, t_k, q.device)
+    gqa = {}
+    if q.size(1) != k.size(1):
+        if _SDPA_HAS_GQA:
+            gqa = {"enable_gqa": True}
+        else:
+            groups = q.size(1) // k.size(1)
+            k, v = repeat_kv(k, groups), repeat_kv(v, groups)
     out = F.scaled_dot_product_attention(
         q,
         k,
@@ -91,7 +101,7 @@ def sdpa_attention(
         dropout_p=dropout_p,
         is_causal=use_is_causal,
         scale=scale,
-        enable_gqa=q.size(1) != k.size(1),
+        **gqa,
     )
     return out, None
 

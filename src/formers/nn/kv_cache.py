@@ -8,6 +8,9 @@ change for a given source (:class:`StaticKVCache`, filled once per source).
 Beam search reorders hypotheses between steps; :meth:`reorder` applies the same permutation to
 the cached batch dimension.
 
+The caches write into preallocated storage in place, so they are for inference (run decoding under
+:func:`torch.no_grad`, as :mod:`formers.decoding` does); training uses full teacher-forced passes.
+
 Shapes: b batch (times beams), g key/value heads, t cached length, d head dim.
 """
 
