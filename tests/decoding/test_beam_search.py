@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-from conftest import random_sources, sequence_log_prob, tiny_model
 
+from decoding.helpers import random_sources, sequence_log_prob, tiny_model
 from formers.decoding import beam_search, gnmt_length_penalty, greedy_search
 
 
@@ -121,6 +121,6 @@ def _has_repeat(seq, n):
 @pytest.mark.parametrize(
     "kwargs", [dict(beam_size=0), dict(beam_size=2, nbest=3), dict(max_len_a=-1.0)]
 )
-def test_impossible_options_are_rejected(model, kwargs):
+def test_impossible_options_are_rejected(kwargs):
     with pytest.raises(ValueError):
-        beam_search(model, random_sources(2, 11), **kwargs)
+        beam_search(tiny_model(), random_sources(2, 11), **kwargs)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import random_sources, sequence_log_prob, tiny_model
 
+from decoding.helpers import random_sources, sequence_log_prob, tiny_model
 from formers.decoding import filter_logits, greedy_search, sample
 from formers.decoding.base import ban_repeated_ngrams, max_lengths
 

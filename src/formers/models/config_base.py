@@ -23,6 +23,31 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     return cls(**values)
 
 
+_TYPE_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+}
+
+
+def check_types(config: object) -> None:
+    """Check every field against its annotation (``int``, ``float``, ``bool``, ``str``, or one
+    of them ``| None``), so that e.g. the string ``"false"`` is never taken for a boolean."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        type_name = str(f.type)
+        optional = type_name.endswith(" | None")
+        base = type_name.removesuffix(" | None")
+        if (optional and value is None) or base not in _TYPE_CHECKS:
+            continue
+        if not _TYPE_CHECKS[base](value):
+            expected = f"{base} or None" if optional else base
+            raise ConfigError(
+                f"{f.name} must be {expected}, got {value!r} ({type(value).__name__})"
+            )
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

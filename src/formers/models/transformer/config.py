@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from formers.models.config_base import config_from_dict, require, require_choice
+from formers.models.config_base import check_types, config_from_dict, require, require_choice
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
 from formers.nn.norms import NORMS
@@ -76,12 +76,20 @@ class TransformerConfig:
     eos_id: int = 2
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("vocab_size", "d_model", "d_ff", "num_heads", "max_positions"):
             value = getattr(self, name)
             require(
                 isinstance(value, int) and value > 0,
                 f"{name} must be a positive int, got {value!r}",
             )
+        require(
+            self.tgt_vocab_size is None or self.tgt_vocab_size > 0,
+            f"tgt_vocab_size must be a positive int or None, got {self.tgt_vocab_size!r}",
+        )
+        for name in ("norm_eps", "rope_base"):
+            value = getattr(self, name)
+            require(value > 0, f"{name} must be > 0, got {value!r}")
         for name in ("num_encoder_layers", "num_decoder_layers"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")

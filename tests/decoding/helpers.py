@@ -1,4 +1,5 @@
-import pytest
+"""Tiny models and sources shared by the decoding tests."""
+
 import torch
 
 from formers.models import TransformerConfig, build_transformer
@@ -30,8 +31,3 @@ def sequence_log_prob(model, src: torch.Tensor, out: torch.Tensor) -> float:
     with torch.no_grad():
         lprobs = model(src[None], tgt_in).log_softmax(-1)[0]
     return float(lprobs.gather(1, out[:, None]).sum())
-
-
-@pytest.fixture
-def model():
-    return tiny_model()
