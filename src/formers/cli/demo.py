@@ -22,9 +22,11 @@ SHADES = " .:-=+*#%@"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("demo", help="train a small model on a synthetic task (CPU, ~1 min)")
+    p = commands.add_parser(
+        "demo", help="train a small model on a synthetic task (CPU, under a minute)"
+    )
     p.add_argument("--task", choices=TASKS, default="reverse")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--length", type=int, default=10, help="maximum sequence length")
     p.add_argument("--seed", type=int, default=0)
