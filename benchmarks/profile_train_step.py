@@ -29,6 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 from train_throughput import PRESETS, Runner, TorchSeq2Seq, copy_weights, make_batch
 
 import formers.models
+from formers.training.losses import sequence_cross_entropy
 
 CATEGORIES = {  # first match wins
     "loss": ("cross_entropy", "log_softmax", "nll_loss"),
@@ -77,12 +78,7 @@ def phases(runners: list[Runner], batches: list[dict], repeats: int) -> None:
         for r in runners if i % 2 == 0 else runners[::-1]:
             t0 = time.perf_counter()
             logits = r.model(batch["src"], batch["tgt_in"])
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                batch["tgt_out"].reshape(-1),
-                ignore_index=r.pad_id,
-                label_smoothing=0.1,
-            )
+            loss = sequence_cross_entropy(logits, batch["tgt_out"], r.pad_id, 0.1)
             t1 = time.perf_counter()
             r.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -47,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import formers.models
 from formers.models.transformer import TransformerConfig
 from formers.nn import sinusoidal_table
+from formers.training.losses import sequence_cross_entropy
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("transformer_base", "transformer_tiny")
@@ -256,12 +256,7 @@ class Runner:
     def step(self, batch: dict[str, Any]) -> Tensor:
         with self.autocast:
             logits = self.model(batch["src"], batch["tgt_in"])
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                batch["tgt_out"].reshape(-1),
-                ignore_index=self.pad_id,
-                label_smoothing=0.1,
-            )
+            loss = sequence_cross_entropy(logits, batch["tgt_out"], self.pad_id, 0.1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from formers.data.synthetic import PAD, SyntheticTask
 from formers.decoding import greedy_search
+from formers.training.losses import sequence_cross_entropy
 from formers.training.schedules import inverse_sqrt
 
 
@@ -42,12 +43,7 @@ def train_synthetic(
     for _ in bar:
         batch = task.sample(batch_size, generator)
         logits = model(batch.src, batch.tgt_in)  # (b, t, V)
-        loss = F.cross_entropy(
-            logits.flatten(0, 1),
-            batch.tgt_out.flatten(),
-            ignore_index=PAD,
-            label_smoothing=label_smoothing,
-        )
+        loss = sequence_cross_entropy(logits, batch.tgt_out, PAD, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
