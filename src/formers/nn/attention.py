@@ -107,7 +107,8 @@ class MultiHeadAttention(nn.Module):
             ``(out, weights)``: ``(b, t, d_model)`` and the probabilities or ``None``.
         """
         b, t, _ = x.shape
-        offset = cache.length if (cache is not None and memory is None) else 0
+        # positions of the new queries continue after those in a growing (self-attention) cache
+        offset = cache.length if isinstance(cache, KVCache) else 0
         q = self._split(self.q_proj(x), self.num_heads)  # (b, h, t, dh)
         if cache is not None and cache.complete:
             k, v = cache.get()

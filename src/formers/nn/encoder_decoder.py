@@ -31,24 +31,26 @@ class Seq2SeqState:
     """What incremental decoding carries between steps for a batch of sources.
 
     Attributes:
-        memory: ``(b, s, d)`` encoder output.
+        memory: ``(b, s, d)`` encoder output; ``None`` after the first step, when its keys and
+            values live in the cross-attention caches.
         memory_mask: ``(b, 1, 1, s)`` source-padding mask.
         src_lengths: ``(b,)`` number of real source tokens.
         cache: the decoder's KV caches.
     """
 
-    memory: Tensor
+    memory: Tensor | None
     memory_mask: Tensor
     src_lengths: Tensor
     cache: DecoderCache
 
     @property
     def batch_size(self) -> int:
-        return self.memory.size(0)
+        return self.memory_mask.size(0)
 
     def reorder(self, indices: Tensor) -> None:
         """Keep rows ``indices`` (beam reordering, or repeating each source per beam)."""
-        self.memory = self.memory.index_select(0, indices)
+        if self.memory is not None:
+            self.memory = self.memory.index_select(0, indices)
         self.memory_mask = self.memory_mask.index_select(0, indices)
         self.src_lengths = self.src_lengths.index_select(0, indices)
         self.cache.reorder(indices)
@@ -167,6 +169,7 @@ class EncoderDecoder(nn.Module):
     def decode_step(self, tokens: Tensor, state: Seq2SeqState) -> Tensor:
         """Feed ``(b, t_new)`` new target tokens; return the ``(b, V)`` next-token logits."""
         logits = self.decode(tokens, state.memory, state.memory_mask, cache=state.cache)
+        state.memory = None  # projected into the cross-attention caches; no need to reorder it
         return logits[:, -1]
 
     @torch.no_grad()
