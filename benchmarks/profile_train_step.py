@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
-from train_throughput import PRESETS, Runner, TorchSeq2Seq, copy_weights, make_batch
+from torch_reference import TorchSeq2Seq, copy_weights
+from train_throughput import PRESETS, Runner, make_batch
 
 import formers.models
 from formers.training.losses import sequence_cross_entropy
