@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from formers import __version__
-from formers.cli import demo, info
+from formers.cli import average, data, demo, evaluate, info, train, translate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"formers {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, info):
+    for module in (demo, train, info, translate, evaluate, average, data):
         module.add_parser(commands)
     return parser
 

@@ -1,0 +1,31 @@
+"""``formers train CONFIG [--set key=value ...]``: train a translation model from a TOML recipe."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train a translation model from a TOML config")
+    p.add_argument("config", help="a TOML recipe, e.g. configs/multi30k_en_de_cpu.toml")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--run-dir", help="output directory (default: runs/CONFIG_NAME)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from formers.training.config import load_experiment
+    from formers.training.trainer import Trainer
+
+    config = load_experiment(args.config, args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
+    trainer = Trainer(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    state = trainer.fit()
+    print(f"done: step {state['step']}, epoch {state['epoch']}, best {state['best']}; {run_dir}")
+    return 0

@@ -1,0 +1,254 @@
+"""Translate sentences with a trained model: tokenize, batch by length, search, detokenize.
+
+Sources are sorted by length and cut into batches of at most ``max_tokens`` padded source tokens
+(fairseq's ``--max-tokens``), so that short sentences are not padded to the longest one of the
+whole input; the results are returned in the input order. Each batch is decoded with
+:func:`formers.decoding.beam_search` (the paper: beam 4, length penalty 0.6, at most
+``source length + 50`` tokens; Vaswani et al. 2017, arXiv 1706.03762, section 6.1), or with
+:func:`formers.decoding.greedy_search` when ``beam == 1``, which finds the same output faster.
+
+An empty source (no tokens) is not given to the model, whose attention would have nothing to
+attend to: it translates to the empty string with score 0.
+
+Shapes: b sentences in a batch, s longest source in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from formers.decoding import beam_search, gnmt_length_penalty, greedy_search
+from formers.nn.positional import LearnedPositionalEmbedding
+
+
+class TextTokenizer(Protocol):
+    """What translation needs of a tokenizer (:class:`formers.data.tokenizer.Tokenizer` has it)."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One translation of one source sentence.
+
+    Attributes:
+        text: the detokenized translation.
+        score: the search's ranking score: the log-probability of ``tokens`` followed by EOS,
+            divided by the GNMT length penalty ``((5 + n) / 6) ** lenpen``, ``n`` counting the
+            EOS (the same for greedy and beam search, so that scores are comparable).
+        tokens: the generated token ids, without the final EOS.
+    """
+
+    text: str
+    score: float
+    tokens: list[int]
+
+
+def check_translate_options(
+    *,
+    beam: int,
+    nbest: int,
+    max_tokens: int,
+    max_len_a: float,
+    max_len_b: int,
+    lenpen: float = 0.6,
+    max_sentences: int = 512,
+) -> None:
+    """Raise :class:`ValueError` for options no search can honour (see :func:`translate`)."""
+    if beam < 1:
+        raise ValueError(f"beam must be >= 1, got {beam}")
+    if not 1 <= nbest <= beam:
+        raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    if max_sentences < 1:
+        raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
+    if not math.isfinite(lenpen):
+        raise ValueError(f"lenpen must be a finite number, got {lenpen}")
+    if not (math.isfinite(max_len_a) and max_len_a >= 0):
+        raise ValueError(f"max_len_a must be >= 0, got {max_len_a}")
+    if max_len_b < 0 or (max_len_a == 0 and max_len_b < 1):
+        raise ValueError(
+            f"max_len_b must be >= 0 (and >= 1 when max_len_a is 0), got {max_len_b} "
+            f"with max_len_a={max_len_a}"
+        )
+
+
+def length_batches(
+    lengths: Sequence[int], max_tokens: int, max_sentences: int = 512
+) -> Iterator[list[int]]:
+    """Indices of ``lengths`` sorted by length and cut into batches.
+
+    A batch holds at most ``max_sentences`` sentences and ``b * s <= max_tokens`` padded tokens.
+    Sorting is stable, so the batches depend only on the lengths.
+
+    Raises:
+        ValueError: a sentence is longer than ``max_tokens`` on its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if lengths[i] > max_tokens:
+            raise ValueError(
+                f"sentence {i} (0-based) has {lengths[i]} tokens, more than max_tokens "
+                f"({max_tokens}); raise max_tokens or shorten the sentence"
+            )
+        # ascending order: the newcomer is the longest, so it sets the padded width
+        if batch and ((len(batch) + 1) * lengths[i] > max_tokens or len(batch) >= max_sentences):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _position_limit(embed: nn.Module) -> int | None:
+    """How many positions an embedding can encode (``None``: unlimited)."""
+    positions = getattr(embed, "positions", None)
+    return positions.max_len if isinstance(positions, LearnedPositionalEmbedding) else None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _pad(sources: list[list[int]], pad_id: int, device: torch.device) -> Tensor:
+    width = max(len(s) for s in sources)
+    src = torch.full((len(sources), width), pad_id, dtype=torch.long)  # (b, s)
+    for row, ids in enumerate(sources):
+        src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return src.to(device)
+
+
+def _to_translation(
+    model: nn.Module, tokenizer: TextTokenizer, tokens: Tensor, score: float
+) -> Translation:
+    ids = [t for t in tokens.tolist() if t not in (model.eos_id, model.pad_id)]
+    return Translation(tokenizer.decode(ids), float(score), ids)
+
+
+def translate(
+    model: nn.Module,
+    tokenizer: TextTokenizer,
+    sentences: Sequence[str],
+    *,
+    beam: int = 4,
+    lenpen: float = 0.6,
+    nbest: int = 1,
+    max_tokens: int = 4096,
+    max_len_a: float = 1.0,
+    max_len_b: int = 50,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    max_sentences: int = 512,
+) -> list[list[Translation]]:
+    """Translate ``sentences``; return the ``nbest`` best translations of each, in input order.
+
+    Args:
+        model: an :class:`~formers.nn.EncoderDecoder` (any model with its step interface and
+            ``src_embed``/``tgt_embed``). It is put in eval mode for the call and its previous
+            mode is restored afterwards.
+        tokenizer: encodes sources (``encode(text) -> ids`` without BOS/EOS) and decodes outputs
+            (``decode(ids) -> text``).
+        sentences: source sentences.
+        beam: beam size; 1 decodes greedily.
+        lenpen: GNMT length penalty ``alpha`` (the paper: 0.6).
+        nbest: translations to return per sentence, best first (``<= beam``).
+        max_tokens: at most this many padded source tokens per batch.
+        max_len_a, max_len_b: an output has at most ``floor(a * source_len + b)`` tokens,
+            EOS included.
+        device: where to run; the model is moved there. ``None``: where the model already is.
+        progress: show a progress bar (sentences translated) on stderr.
+        max_sentences: at most this many sentences per batch.
+
+    Returns:
+        For each sentence, a list of ``nbest`` :class:`Translation` objects, best first (one
+        for an empty source).
+
+    Raises:
+        ValueError: an impossible option; a source longer than ``max_tokens`` or than the
+            model's learned positions; a token id outside the model's vocabulary. Sentences
+            are named by 1-based position ("sentence 3 of 10"), i.e. by input line.
+    """
+    check_translate_options(
+        beam=beam, nbest=nbest, max_tokens=max_tokens, max_len_a=max_len_a,
+        max_len_b=max_len_b, lenpen=lenpen, max_sentences=max_sentences,
+    )  # fmt: skip
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of strings, not one string")
+    if not sentences:
+        return []
+    sources = [list(tokenizer.encode(text)) for text in sentences]
+    _check_sources(model, sources, max_tokens)
+    if device is not None:
+        model.to(device)
+    run_device = _model_device(model)
+    limits: dict[str, Any] = dict(max_len_a=max_len_a, max_len_b=max_len_b)
+    limits["max_len"] = _position_limit(model.tgt_embed)  # learned target positions cap outputs
+    empty = tokenizer.decode([])
+    results = [[Translation(empty, 0.0, [])] for _ in sentences]  # empty sources keep these
+    todo = [i for i, ids in enumerate(sources) if ids]
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(sentences), unit="sent", disable=not progress, desc="translate")
+    bar.update(len(sentences) - len(todo))
+    try:
+        with torch.inference_mode():
+            lengths = [len(sources[i]) for i in todo]
+            for batch in length_batches(lengths, max_tokens, max_sentences):
+                indices = [todo[j] for j in batch]
+                src = _pad([sources[i] for i in indices], model.pad_id, run_device)
+                found = _search(model, src, beam=beam, lenpen=lenpen, nbest=nbest, **limits)
+                for i, hyps in zip(indices, found, strict=True):
+                    results[i] = [_to_translation(model, tokenizer, t, score) for t, score in hyps]
+                bar.update(len(indices))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results
+
+
+def _search(
+    model: nn.Module, src: Tensor, *, beam: int, lenpen: float, nbest: int, **limits: Any
+) -> list[list[tuple[Tensor, float]]]:
+    """``(tokens ending with EOS, score)`` of the ``nbest`` best outputs per source, best first."""
+    if beam == 1:  # greedy finds what a beam of 1 finds, without the beam bookkeeping
+        out = greedy_search(model, src, **limits)
+        lp = gnmt_length_penalty(lenpen)
+        lengths = out.lengths.tolist()
+        return [[(out.tokens[r, :n], float(out.scores[r]) / lp(n))] for r, n in enumerate(lengths)]
+    out = beam_search(model, src, beam_size=beam, lenpen=lenpen, nbest=nbest, **limits)
+    return [[(h.tokens, h.score) for h in hyps] for hyps in out.nbest or []]
+
+
+def _check_sources(model: nn.Module, sources: list[list[int]], max_tokens: int) -> None:
+    """Refuse sources the model cannot encode, naming the first offending one (1-based)."""
+    limit = _position_limit(model.src_embed)
+    vocab = model.src_embed.token.num_embeddings
+    total = len(sources)
+    for i, ids in enumerate(sources, start=1):
+        if limit is not None and len(ids) > limit:
+            raise ValueError(
+                f"sentence {i} of {total} has {len(ids)} tokens, but the model has only {limit} "
+                "learned source positions; shorten or split the sentence"
+            )
+        if len(ids) > max_tokens:
+            raise ValueError(
+                f"sentence {i} of {total} has {len(ids)} tokens, more than max_tokens "
+                f"({max_tokens}); raise max_tokens or shorten the sentence"
+            )
+        if ids and not 0 <= min(ids) <= max(ids) < vocab:
+            raise ValueError(
+                f"sentence {i} of {total} has token ids outside the model's vocabulary of "
+                f"{vocab}: does the tokenizer belong to this model?"
+            )

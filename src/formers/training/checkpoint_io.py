@@ -1,0 +1,267 @@
+"""The on-disk layout of a checkpoint directory, and how directories are written safely.
+
+A checkpoint is a flat directory of these files (``formers.training.checkpoint`` writes them)::
+
+    config.json            {"format": 1, "architecture": "transformer", "model": {...}, ...}
+    model.safetensors      the weights (tied weights stored once)
+    tokenizer.model        the SentencePiece model, if the checkpoint has a tokenizer
+    trainer_state.json     step, epoch, RNG states, scheduler state, ...: what training resumes from
+    optimizer.safetensors  the optimizer's tensors ...
+    optimizer.json         ... and the rest of its state (see formers.training.optimizer_state)
+
+Nothing is ever unpickled: tensors are read with safetensors, everything else is JSON.
+:func:`load_weights` checks the stored tensors against the model before loading, and names those
+that are missing, unexpected or of the wrong shape.
+
+Writes are atomic: :func:`atomic_directory` fills a hidden temporary sibling directory, fsyncs it,
+and only then renames it to the final name, so a crash (or Ctrl-C) leaves either the previous
+checkpoint or the new one under that name, never a half-written one. An existing checkpoint is
+replaced by renaming it away, renaming the new one in, and deleting the old one; a process killed
+between those two renames leaves the old checkpoint as ``.NAME.old-*`` beside the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model as load_safetensors_model
+from torch import nn
+
+from formers.models.config_base import ConfigError
+from formers.models.transformer import TransformerConfig
+
+FORMAT = 1
+ARCHITECTURES = ("transformer",)
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.model"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
+OPTIMIZER_JSON_FILE = "optimizer.json"
+CHECKPOINT_FILES = frozenset(
+    {
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        TOKENIZER_FILE,
+        STATE_FILE,
+        OPTIMIZER_TENSORS_FILE,
+        OPTIMIZER_JSON_FILE,
+    }
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or does not fit; the message says which and why."""
+
+
+def require_directory(directory: str | os.PathLike) -> Path:
+    """``directory`` as a Path, after checking that it is an existing directory."""
+    path = Path(directory)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint directory at {path}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory; a checkpoint is a directory")
+    return path
+
+
+def require_file(directory: Path, name: str) -> Path:
+    """``directory / name``, after checking that the file exists."""
+    path = directory / name
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {directory} has no {name}: is it a complete formers checkpoint?"
+        )
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, naming the file and the position of a syntax error."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path} is not UTF-8 text ({error.reason})") from None
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The checkpoint's ``config.json``, checked for format and architecture."""
+    path = require_file(directory, CONFIG_FILE)
+    config = read_json(path)
+    if not isinstance(config, dict) or "model" not in config:
+        raise CheckpointError(f"{path} has no 'model' section: it is not a formers checkpoint")
+    version = config.get("format")
+    if not isinstance(version, int) or version > FORMAT:
+        raise CheckpointError(
+            f"{path} has format {version!r}; this version of formers reads format {FORMAT} "
+            "(upgrade formers to read newer checkpoints)"
+        )
+    architecture = config.get("architecture")
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{path}: unknown architecture {architecture!r}; formers reads "
+            f"{', '.join(ARCHITECTURES)}"
+        )
+    return config
+
+
+def model_config(config: dict[str, Any], path: Path) -> TransformerConfig:
+    """The :class:`TransformerConfig` of a ``config.json`` read from ``path``."""
+    values = config["model"]
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}/{CONFIG_FILE}: 'model' must be a JSON object")
+    try:
+        return TransformerConfig.from_dict(values)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}/{CONFIG_FILE}: {error}") from None
+
+
+def check_vocabulary(tokenizer_size: int, config: TransformerConfig, where: str) -> None:
+    """Refuse a tokenizer whose vocabulary is not the model's (source and target)."""
+    sizes = {config.vocab_size, config.target_vocab_size}
+    if sizes != {tokenizer_size}:
+        model = " and ".join(str(s) for s in sorted(sizes))
+        raise CheckpointError(
+            f"{where}: the tokenizer has {tokenizer_size} tokens but the model's vocabulary has "
+            f"{model}; the tokenizer and the model come from different runs"
+        )
+
+
+@contextlib.contextmanager
+def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Write a directory atomically: yield a temporary sibling, then rename it into place.
+
+    The files written into the yielded directory are fsynced, then it replaces ``directory``.
+    On any exception (Ctrl-C included) the temporary directory is removed and ``directory`` is
+    left as it was. An existing ``directory`` is replaced only if it holds nothing but checkpoint
+    files, so that a mistyped path cannot delete unrelated data.
+
+    Args:
+        directory: the final path.
+
+    Yields:
+        The temporary directory to fill.
+    """
+    final = Path(os.path.abspath(directory))  # abspath, not resolve: a symlink is replaced
+    if not final.name:
+        raise CheckpointError(f"cannot write a checkpoint to {final}")
+    if final.exists() or final.is_symlink():
+        _check_replaceable(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for file in tmp.iterdir():
+            _fsync(file)
+        _fsync(tmp)
+        _swap_in(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(final.parent)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load ``model.safetensors`` strictly, after naming any tensor that does not fit."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
+    params = model.state_dict(keep_vars=True)
+    tied: dict[int, list[str]] = {}  # tied weights: one tensor under several names
+    for name, tensor in params.items():
+        tied.setdefault(id(tensor), []).append(name)
+    wrong_shape, missing, unexpected = [], [], []
+    for names in tied.values():
+        present = [name for name in names if name in stored]
+        if not present:
+            missing.append(f"{names[0]} {tuple(params[names[0]].shape)} is missing")
+        unexpected += [f"{n} is tied to {present[0]} but stored apart" for n in present[1:]]
+        for name in present[:1]:
+            expected = tuple(params[name].shape)
+            if stored[name] != expected:
+                wrong_shape.append(f"{name} has shape {stored[name]}, the model expects {expected}")
+    unexpected += [f"unexpected {n} {shape}" for n, shape in stored.items() if n not in params]
+    problems = wrong_shape + missing + unexpected
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"checkpoint does not match the model: {'; '.join(problems[:3])}{more} ({path})"
+        )
+    load_safetensors_model(model, str(path), strict=True)
+    check_tying(model)
+
+
+def check_tying(model: nn.Module) -> None:
+    """The output projection must still be the target embedding when the config ties them."""
+    cfg = getattr(model, "config", None)
+    if not (isinstance(cfg, TransformerConfig) and cfg.tie_output):
+        return
+    if model.generator.weight is not model.tgt_embed.token.weight:
+        raise CheckpointError("loading untied the output projection from the target embedding")
+
+
+def remove_directory(path: Path) -> None:
+    """Delete a checkpoint directory: rename it to a hidden name first, so that a crash while
+    deleting never leaves a partial checkpoint under its real name."""
+    trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+    os.rename(path, trash)
+    if trash.is_symlink():
+        trash.unlink()
+    else:
+        shutil.rmtree(trash)
+
+
+def _check_replaceable(final: Path) -> None:
+    if not final.is_dir():
+        raise CheckpointError(f"{final} exists and is not a directory; refusing to replace it")
+    unknown = sorted({p.name for p in final.iterdir()} - CHECKPOINT_FILES)
+    if unknown:
+        raise CheckpointError(
+            f"{final} exists and holds files that are not part of a checkpoint "
+            f"({', '.join(unknown[:5])}); refusing to replace it: choose another directory"
+        )
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    if not (final.exists() or final.is_symlink()):
+        os.rename(tmp, final)
+        return
+    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    if old.is_symlink():
+        old.unlink()
+    else:
+        shutil.rmtree(old)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or, on POSIX, a directory's entries') data to disk."""
+    if path.is_dir() and os.name != "posix":
+        return  # directories cannot be opened for fsync on Windows
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

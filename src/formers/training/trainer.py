@@ -1,0 +1,361 @@
+"""The training loop of a translation model: the paper's recipe (arXiv 1706.03762, section 5).
+
+Adam (0.9, 0.98, 1e-9), warmup then inverse-square-root decay, label smoothing, residual and
+attention dropout, token-count batches, gradient clipping and accumulation, bf16/fp16 autocast on
+CUDA. Validation (loss, perplexity, BLEU) every epoch or every N steps; checkpoints of the last N
+and of the best validation; early stopping; ``resume`` continues exactly where a run stopped (same
+data order, RNG states, optimizer and schedule), and Ctrl-C saves a checkpoint before exiting.
+
+A run directory holds::
+
+    experiment.json        the resolved configuration
+    tokenizer.model        the joint subword model (trained on the first start)
+    log.jsonl              one JSON object per logged step and per validation
+    cache/                 encoded data
+    checkpoints/step_N/    checkpoints (see formers.training.checkpoint); checkpoints/best/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from formers.models import build_transformer
+from formers.training.config import ExperimentConfig
+from formers.training.losses import smoothed_nll
+from formers.training.schedules import inverse_sqrt, noam
+from formers.training.validation import ValidationSet, validation_bleu, validation_loss
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was requested but CUDA is not available")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32 (always on CPU: autocast there is slower)."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+class Trainer:
+    """Train an encoder-decoder on a parallel corpus as configured.
+
+    Args:
+        config: the experiment.
+        run_dir: where the tokenizer, logs and checkpoints go.
+        resume: continue from the latest checkpoint in ``run_dir`` (error if there is none).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self, config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
+        progress: bool = True,
+    ) -> None:  # fmt: skip
+        self.cfg, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.train_cfg = config.train
+        if self.train_cfg.threads:
+            torch.set_num_threads(self.train_cfg.threads)
+        self.device = resolve_device(self.train_cfg.device)
+        self.dtype = autocast_dtype(self.device, self.train_cfg.precision)
+        self._seed(self.train_cfg.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "experiment.json").write_text(json.dumps(config.to_dict(), indent=2))
+        self.tokenizer = self._tokenizer()
+        self._load_data()
+        tok = self.tokenizer
+        self.model_config = config.model_config(tok.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id)
+        self.model = build_transformer(self.model_config).to(self.device)
+        t = self.train_cfg
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=1.0, betas=(t.beta1, t.beta2), eps=t.eps,
+            weight_decay=t.weight_decay,
+        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor())
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self._interrupted = False
+        self.state: dict[str, Any] = {
+            "step": 0, "epoch": 0, "batches_done": 0, "best": None, "bad_validations": 0,
+        }  # fmt: skip
+        if resume:
+            self._resume()
+
+    # --- setup -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _lr_factor(self):
+        t = self.train_cfg
+        if t.schedule == "noam":
+            factor = noam(self.model_config.d_model, t.warmup, t.noam_scale)
+        elif t.schedule == "inverse_sqrt":
+            factor = inverse_sqrt(t.lr, t.warmup)
+        else:
+            factor = lambda step: t.lr * min(1.0, step / t.warmup)  # noqa: E731
+        return lambda i: factor(i + 1)  # LambdaLR counts from 0; the first step is step 1
+
+    def _tokenizer(self):
+        from formers.data.corpus import read_parallel
+        from formers.data.tokenizer import Tokenizer
+
+        saved = self.run_dir / "tokenizer.model"
+        if saved.exists():
+            return Tokenizer.load(saved)
+        if self.cfg.tokenizer.path:
+            tokenizer = Tokenizer.load(self.cfg.tokenizer.path)
+        else:
+            pairs = read_parallel(self.cfg.data.train_src, self.cfg.data.train_tgt)
+            texts = [text for pair in pairs for text in pair]
+            tc = self.cfg.tokenizer
+            tokenizer = Tokenizer.train(
+                texts, tc.vocab_size, model_type=tc.model_type,
+                character_coverage=tc.character_coverage, seed=self.train_cfg.seed,
+            )  # fmt: skip
+        tokenizer.save(self.run_dir)
+        return tokenizer
+
+    def _load_data(self) -> None:
+        from formers.data.corpus import read_parallel
+        from formers.data.parallel import TokenBatchSampler, load_or_build
+
+        d, t = self.cfg.data, self.train_cfg
+        cache = Path(d.cache_dir) if d.cache_dir else self.run_dir / "cache"
+        self.train_data, stats = load_or_build(
+            d.train_src, d.train_tgt, self.tokenizer, cache, d.max_len
+        )
+        self._log({"type": "data", "split": "train", **stats.to_dict()})
+        self.sampler = TokenBatchSampler(
+            self.train_data.src_lengths, self.train_data.tgt_lengths, t.max_tokens,
+            shuffle=True, seed=t.seed,
+        )  # fmt: skip
+        self.valid: ValidationSet | None = None
+        if d.valid_src:
+            data, stats = load_or_build(d.valid_src, d.valid_tgt, self.tokenizer, cache, d.max_len)
+            self._log({"type": "data", "split": "valid", **stats.to_dict()})
+            batches = list(
+                TokenBatchSampler(data.src_lengths, data.tgt_lengths, t.max_tokens, shuffle=False)
+            )
+            pairs = read_parallel(d.valid_src, d.valid_tgt)
+            self.valid = ValidationSet(data, batches, [s for s, _ in pairs], [r for _, r in pairs])
+
+    def _resume(self) -> None:
+        from formers.training.checkpoint import (
+            list_checkpoints,
+            load_training_state,
+            restore_rng_state,
+        )
+
+        checkpoints = list_checkpoints(self.run_dir)
+        if not checkpoints:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+        state = load_training_state(checkpoints[-1], self.model, self.optimizer)
+        self.scheduler.load_state_dict(state.pop("scheduler"))
+        restore_rng_state(state.pop("rng"))
+        self.state.update(state)
+        tqdm.write(f"resumed from {checkpoints[-1]} at step {self.state['step']}")
+
+    # --- logging and checkpoints -------------------------------------------------------------
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save(self, name: str | None = None) -> Path:
+        """Checkpoint the current step as ``checkpoints/step_N`` (or ``checkpoints/NAME``)."""
+        from formers.training.checkpoint import (
+            capture_rng_state,
+            prune_checkpoints,
+            save_checkpoint,
+        )
+
+        step = self.state["step"]
+        directory = self.run_dir / "checkpoints" / (name or f"step_{step:08d}")
+        state = {**self.state, "scheduler": self.scheduler.state_dict(), "rng": capture_rng_state()}
+        save_checkpoint(
+            directory, self.model, self.model_config.to_dict(), tokenizer=self.tokenizer,
+            optimizer=self.optimizer, state=state,
+        )  # fmt: skip
+        if name is None:
+            prune_checkpoints(self.run_dir, self.train_cfg.keep_last)
+        return directory
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def _train_step(self, group: list[list[int]]) -> dict[str, float]:
+        from formers.data.parallel import collate
+
+        t = self.train_cfg
+        batches = [collate(self.train_data, indices) for indices in group]
+        tokens = sum(int((b.tgt_out != self.model.pad_id).sum()) for b in batches)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = nll_sum = 0.0
+        for batch in batches:
+            src, tgt_in, tgt_out = (
+                x.to(self.device) for x in (batch.src, batch.tgt_in, batch.tgt_out)
+            )
+            with torch.autocast(
+                self.device.type, self.dtype or torch.float32, enabled=bool(self.dtype)
+            ):
+                logits = self.model(src, tgt_in)
+            loss, nll, _ = smoothed_nll(logits, tgt_out, self.model.pad_id, t.label_smoothing)
+            self.scaler.scale(loss / tokens).backward()  # normalized by the tokens of the update
+            loss_sum += float(loss.detach())
+            nll_sum += float(nll)
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = nn.utils.clip_grad_norm_(
+            self.model.parameters(), t.clip_norm if t.clip_norm > 0 else math.inf
+        )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {
+            "loss": loss_sum / tokens,
+            "nll": nll_sum / tokens,
+            "tokens": tokens,
+            "grad_norm": float(grad_norm),
+        }
+
+    def validate(self) -> dict[str, Any] | None:
+        """Validate, log, checkpoint, and track the best result; return the metrics."""
+        if self.valid is None:
+            self.save()
+            return None
+        t = self.train_cfg
+        metrics: dict[str, Any] = validation_loss(
+            self.model, self.valid, self.device, t.label_smoothing
+        )
+        if t.valid_bleu:
+            metrics.update(
+                validation_bleu(
+                    self.model, self.tokenizer, self.valid, self.device, beam=t.valid_beam,
+                    tokenized=t.bleu_tokenized, max_tokens=t.max_tokens,
+                )
+            )  # fmt: skip
+        key = t.best_metric if (t.best_metric != "bleu" or t.valid_bleu) else "loss"
+        value = metrics[key]
+        better = self.state["best"] is None or (
+            value > self.state["best"] if key == "bleu" else value < self.state["best"]
+        )
+        if better:
+            self.state["best"], self.state["bad_validations"] = value, 0
+        else:
+            self.state["bad_validations"] += 1
+        record = {"type": "valid", "step": self.state["step"], "epoch": self.state["epoch"]}
+        self._log({**record, **metrics, "best": self.state["best"]})
+        summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        tqdm.write(f"step {self.state['step']} validation: {summary}")
+        self.save()
+        if better:
+            self.save("best")
+        return metrics
+
+    @contextlib.contextmanager
+    def _deferred_interrupt(self):
+        """The first Ctrl-C stops the loop at the next step boundary (so that the checkpoint is
+        consistent); a second one interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            tqdm.write("stopping after this step (Ctrl-C again to abort without saving)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _done(self) -> bool:
+        if self._interrupted:
+            return True
+        t, s = self.train_cfg, self.state
+        if t.max_steps and s["step"] >= t.max_steps:
+            return True
+        if t.max_epochs and s["epoch"] >= t.max_epochs:
+            return True
+        return bool(t.patience and s["bad_validations"] >= t.patience)
+
+    def fit(self) -> dict[str, Any]:
+        """Train until max_steps / max_epochs / early stopping; return the final state."""
+        self._interrupted = False
+        bar = tqdm(
+            total=self.train_cfg.max_steps or None, initial=self.state["step"],
+            disable=not self.progress, unit="step",
+        )  # fmt: skip
+        self.model.train()
+        try:
+            with self._deferred_interrupt():
+                self._loop(bar)
+        finally:
+            bar.close()
+        if self._interrupted:
+            path = self.save()
+            tqdm.write(f"interrupted: saved {path}; continue with --resume")
+            raise KeyboardInterrupt
+        if not (self.run_dir / "checkpoints" / f"step_{self.state['step']:08d}").exists():
+            self.save()
+        return dict(self.state)
+
+    def _loop(self, bar: tqdm) -> None:
+        t, s = self.train_cfg, self.state
+        window_tokens, window_start = 0, time.perf_counter()
+        while not self._done():
+            self.sampler.set_epoch(s["epoch"])
+            batches = list(self.sampler)
+            while s["batches_done"] < len(batches) and not self._done():
+                group = batches[s["batches_done"] : s["batches_done"] + t.update_freq]
+                stats = self._train_step(group)
+                s["step"] += 1
+                s["batches_done"] += len(group)
+                window_tokens += stats["tokens"]
+                bar.update(1)
+                if s["step"] % t.log_every == 0 or s["step"] == 1:
+                    elapsed = time.perf_counter() - window_start
+                    lr = self.scheduler.get_last_lr()[0]
+                    rate = window_tokens / max(elapsed, 1e-9)
+                    ppl = math.exp(min(stats["nll"], 100.0))
+                    self._log({
+                        "type": "train", "step": s["step"], "epoch": s["epoch"], "lr": lr,
+                        "tokens_per_s": rate, "ppl": ppl, **stats,
+                    })  # fmt: skip
+                    bar.set_postfix(
+                        loss=f"{stats['loss']:.3f}", ppl=f"{ppl:.1f}", lr=f"{lr:.2e}",
+                        tok_s=f"{rate:.0f}",
+                    )  # fmt: skip
+                    window_tokens, window_start = 0, time.perf_counter()
+                if t.validate_every and s["step"] % t.validate_every == 0:
+                    self.validate()
+            if s["batches_done"] >= len(batches) and not self._interrupted:
+                s["epoch"] += 1
+                s["batches_done"] = 0
+                if not t.validate_every:
+                    self.validate()

@@ -1,0 +1,74 @@
+"""A tiny untrained model and a word-level stand-in for the SentencePiece tokenizer."""
+
+from collections.abc import Sequence
+
+import torch
+
+from formers.models import TransformerConfig, build_transformer
+
+WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"]
+SENTENCES = [
+    "a b c",
+    "d",
+    "e f g h i j",
+    "k l a",
+    "b b b b b b b b b",
+    "c d",
+    "l k j i h",
+    "g",
+    "a l",
+    "f e d c b a",
+]
+
+
+class WordTokenizer:
+    """Whitespace words over a fixed vocabulary; the special ids of the real tokenizer."""
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def __init__(self, words: Sequence[str] = WORDS) -> None:
+        self.words = list(words)
+        self.ids = {w: i + 4 for i, w in enumerate(self.words)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words) + 4
+
+    def encode(self, text: str) -> list[int]:
+        return [self.ids.get(w, self.unk_id) for w in text.split()]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        special = (self.pad_id, self.bos_id, self.eos_id)
+        return " ".join(
+            "<unk>" if i == self.unk_id else self.words[i - 4] for i in ids if i not in special
+        )
+
+
+def tiny_config(vocab_size: int = len(WORDS) + 4, **overrides) -> TransformerConfig:
+    values = dict(
+        vocab_size=vocab_size, d_model=16, d_ff=32, num_heads=2, num_encoder_layers=1,
+        num_decoder_layers=1, dropout=0.0,
+    )  # fmt: skip
+    values.update(overrides)
+    return TransformerConfig(**values)
+
+
+def tiny_model(vocab_size: int = len(WORDS) + 4, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    return build_transformer(tiny_config(vocab_size, **overrides)).eval()
+
+
+PARALLEL = [
+    ("the cat sat on the mat", "die katze sitzt auf der matte"),
+    ("a dog runs in the park", "ein hund rennt im park"),
+    ("two men are playing football", "zwei männer spielen fußball"),
+    ("a woman reads a book", "eine frau liest ein buch"),
+]
+
+
+def train_tokenizer(vocab_size: int = 40):
+    """The real SentencePiece tokenizer, trained on a few sentences of both languages."""
+    from formers.data.tokenizer import Tokenizer
+
+    texts = [text for pair in PARALLEL for text in pair] * 3
+    return Tokenizer.train(texts, vocab_size)

@@ -1,0 +1,85 @@
+"""Experiment configs: the shipped recipes validate; bad keys and values get clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from formers.models import ConfigError
+from formers.training.config import experiment_from_dict, load_experiment, parse_override
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+DATA = {"train_src": "a.en", "train_tgt": "a.de"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_recipes_validate(path):
+    config = load_experiment(path)
+    model = config.model_config(vocab_size=10000, pad_id=0, bos_id=1, eos_id=2)
+    assert model.vocab_size == 10000
+
+
+def test_recipes_exist():
+    assert {p.stem for p in CONFIGS} >= {
+        "multi30k_en_de", "multi30k_en_de_cpu", "wmt14_en_de_base",
+    }  # fmt: skip
+
+
+def test_multi30k_recipe_is_the_published_setup():
+    config = load_experiment(Path(CONFIGS[0]).parent / "multi30k_en_de.toml")
+    model = config.model_config(vocab_size=10000, pad_id=0, bos_id=1, eos_id=2)
+    assert (model.num_encoder_layers, model.num_decoder_layers) == (4, 4)
+    assert (model.d_model, model.d_ff, model.num_heads) == (128, 256, 4)
+    assert model.dropout == 0.3 and not model.norm_first and model.share_embeddings
+    assert (config.train.lr, config.train.warmup, config.train.label_smoothing) == (
+        0.005,
+        2000,
+        0.1,
+    )
+    assert config.train.keep_last == 10 and config.decode.beam == 5
+
+
+def test_overrides_are_typed():
+    assert parse_override("train.lr=1e-3") == (["train", "lr"], 0.001)
+    assert parse_override("train.valid_bleu=false") == (["train", "valid_bleu"], False)
+    assert parse_override("model.activation=swiglu") == (["model", "activation"], "swiglu")
+    config = load_experiment(CONFIGS[0], ["train.lr=0.001", "model.d_model=64"])
+    assert config.train.lr == 0.001 and config.model["d_model"] == 64
+
+
+def test_unknown_keys_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid keys are: .*max_tokens"):
+        experiment_from_dict({"data": DATA, "train": {"max_token": 10, "max_steps": 1}})
+    with pytest.raises(ConfigError, match="valid keys are: .*d_model"):
+        experiment_from_dict({"data": DATA, "model": {"dmodel": 3}})
+    with pytest.raises(ConfigError, match="valid tables are"):
+        experiment_from_dict({"data": DATA, "optim": {}})
+    with pytest.raises(ConfigError, match="come from the tokenizer"):
+        experiment_from_dict({"data": DATA, "model": {"vocab_size": 3}})
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"train": {"max_steps": 0, "max_epochs": 0}}, "max_epochs or max_steps"),
+        ({"train": {"max_steps": 1, "schedule": "cosine"}}, "schedule"),
+        ({"train": {"max_steps": 1, "lr": "fast"}}, "lr must be float"),
+        ({"train": {"max_steps": 1, "update_freq": 0}}, "update_freq"),
+        ({"model": {"preset": "transformer_huge"}}, "preset"),
+        ({"decode": {"beam": 0}}, "beam"),
+        ({"tokenizer": {"vocab_size": 2}}, "vocab_size"),
+    ],
+)
+def test_bad_values(values, message):
+    with pytest.raises(ConfigError, match=message):
+        experiment_from_dict({"data": DATA, **values})
+
+
+def test_missing_config_and_bad_toml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_experiment(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_experiment(bad)
+    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        parse_override("lr")
