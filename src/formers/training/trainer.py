@@ -90,7 +90,7 @@ class Trainer:
         t = self.train_cfg
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=1.0, betas=(t.beta1, t.beta2), eps=t.eps,
-            weight_decay=t.weight_decay,
+            weight_decay=t.weight_decay, fused=self.device.type in ("cpu", "cuda"),
         )  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
