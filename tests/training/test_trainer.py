@@ -1,0 +1,124 @@
+"""The trainer end to end on a tiny generated corpus: exact resume, Ctrl-C, logs, checkpoints."""
+
+import json
+import os
+import signal
+
+import pytest
+from data.helpers import tiny_pairs, write_lines
+
+from formers.cli.main import main
+from formers.data.tokenizer import Tokenizer
+from formers.training.checkpoint import list_checkpoints, load_model
+from formers.training.config import experiment_from_dict
+from formers.training.trainer import Trainer
+
+N = 6  # steps before the interruption; an epoch is about 5 steps, so 2N crosses epochs
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    pairs = tiny_pairs(200, seed=0)
+    src = write_lines(root / "train.en.gz", [s for s, _ in pairs])
+    tgt = write_lines(root / "train.de", [t for _, t in pairs])
+    valid = tiny_pairs(20, seed=1)
+    vsrc = write_lines(root / "valid.en", [s for s, _ in valid])
+    vtgt = write_lines(root / "valid.de", [t for _, t in valid])
+    # one tokenizer for every run, so that runs differ only in how they were trained
+    tokenizer = Tokenizer.train([x for pair in pairs for x in pair], 60)
+    tokenizer.save(root)
+    return {"src": src, "tgt": tgt, "vsrc": vsrc, "vtgt": vtgt, "tok": root / "tokenizer.model"}
+
+
+def experiment(corpus, *, valid=False, **train):
+    data = {"train_src": str(corpus["src"]), "train_tgt": str(corpus["tgt"])}
+    if valid:
+        data.update(valid_src=str(corpus["vsrc"]), valid_tgt=str(corpus["vtgt"]))
+    settings = dict(
+        max_tokens=400, lr=3e-3, warmup=4, max_steps=2 * N, max_epochs=0, validate_every=N,
+        valid_bleu=False, log_every=1, device="cpu", threads=1, keep_last=10, clip_norm=1.0,
+    )  # fmt: skip
+    settings.update(train)
+    model = dict(preset="transformer_tiny", d_model=32, d_ff=64, num_heads=2, dropout=0.3,
+                 attention_dropout=0.1, num_encoder_layers=1, num_decoder_layers=2)  # fmt: skip
+    return experiment_from_dict(
+        {"data": data, "tokenizer": {"path": str(corpus["tok"])}, "model": model, "train": settings}
+    )
+
+
+def train_losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["type"] == "train"}
+
+
+@pytest.mark.parametrize("update_freq", [1, 2])
+def test_resume_continues_exactly(corpus, tmp_path, update_freq):
+    """2N steps straight == N steps, then resume, then N more: same losses (dropout is on)."""
+    straight = tmp_path / "straight"
+    Trainer(experiment(corpus, update_freq=update_freq), straight, progress=False).fit()
+    split = tmp_path / "split"
+    Trainer(experiment(corpus, update_freq=update_freq, max_steps=N), split, progress=False).fit()
+    cfg = experiment(corpus, update_freq=update_freq)
+    Trainer(cfg, split, resume=True, progress=False).fit()
+    a, b = train_losses(straight), train_losses(split)
+    assert sorted(a) == sorted(b) == list(range(1, 2 * N + 1))
+    for step in range(N + 1, 2 * N + 1):
+        assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+    assert a[2 * N] < a[1]
+
+
+def test_ctrl_c_saves_and_resumes_exactly(corpus, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    Trainer(experiment(corpus), straight, progress=False).fit()
+
+    interrupted = tmp_path / "interrupted"
+    trainer = Trainer(experiment(corpus), interrupted, progress=False)
+    original = trainer._train_step
+
+    def step_then_ctrl_c(group):
+        stats = original(group)
+        if trainer.state["step"] == 3:  # the 4th step is under way when Ctrl-C arrives
+            os.kill(os.getpid(), signal.SIGINT)
+        return stats
+
+    monkeypatch.setattr(trainer, "_train_step", step_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert list_checkpoints(interrupted)[-1].name == "step_00000004"  # finished step, then saved
+    Trainer(experiment(corpus), interrupted, resume=True, progress=False).fit()
+    a, b = train_losses(straight), train_losses(interrupted)
+    for step in range(5, 2 * N + 1):
+        assert abs(a[step] - b[step]) <= 1e-6
+
+
+def test_validation_checkpoints_and_best(corpus, tmp_path):
+    run = tmp_path / "run"
+    cfg = experiment(corpus, valid=True, valid_bleu=True, keep_last=1, validate_every=4)
+    state = Trainer(cfg, run, progress=False).fit()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["type"] == "valid"]
+    assert [r["step"] for r in valid] == [4, 8, 12]
+    assert all({"loss", "ppl", "bleu", "chrf", "bleu_signature"} <= set(r) for r in valid)
+    assert state["best"] == max(r["bleu"] for r in valid)
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000012"]  # keep_last = 1
+    model, tokenizer, _ = load_model(run / "checkpoints" / "best")
+    assert tokenizer.vocab_size == model.vocab_size
+    assert (run / "tokenizer.model").exists() and (run / "experiment.json").exists()
+
+
+def test_resume_without_checkpoint_is_an_error(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(experiment(corpus), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_train_cli_errors_are_one_line(corpus, tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\ntrain_src = "{corpus["src"]}"\ntrain_tgt = "{corpus["tgt"]}"\n'
+                      "[train]\nmax_step = 3\n")  # fmt: skip
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown TrainConfig key(s) ['max_step']" in err and "max_steps" in err
+    assert len(err.splitlines()) == 1
+    assert main(["train", str(tmp_path / "missing.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
