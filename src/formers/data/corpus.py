@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,22 +44,33 @@ def open_text(path: str | Path) -> Iterator[str]:
     return _lines(path)
 
 
+def decode_lines(stream: Iterable[bytes], name: str) -> Iterator[str]:
+    """Decode byte lines as strict UTF-8, without line endings or a leading byte-order mark.
+
+    Raises:
+        DataError: a line is not valid UTF-8 (the message names ``name`` and the line).
+    """
+    for number, raw in enumerate(stream, start=1):  # split on b"\n" only, as the files do
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{name}, line {number}: bytes that are not UTF-8 "
+                f"({raw[error.start : error.start + 4]!r} at byte {error.start} of the "
+                "line); convert the file to UTF-8, e.g. with iconv"
+            ) from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        yield line.rstrip("\r\n")
+
+
 def _lines(path: Path) -> Iterator[str]:
     number = 0
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
-            for number, raw in enumerate(f, start=1):  # split on b"\n" only, as the files do
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise DataError(
-                        f"{path}, line {number}: bytes that are not UTF-8 "
-                        f"({raw[error.start : error.start + 4]!r} at byte {error.start} of the "
-                        "line); convert the file to UTF-8, e.g. with iconv"
-                    ) from None
-                if number == 1:
-                    line = line.removeprefix("\ufeff")
-                yield line.rstrip("\r\n")
+            for line in decode_lines(f, str(path)):
+                number += 1  # for the error message below
+                yield line
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise DataError(
             f"{path}: not a valid gzip file after line {number} ({error}); "
