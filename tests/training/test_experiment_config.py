@@ -70,8 +70,14 @@ def test_unknown_keys_list_the_valid_ones():
     ],
 )
 def test_bad_values(values, message):
+    values = {"train": {"max_steps": 10}, **values}
     with pytest.raises(ConfigError, match=message):
         experiment_from_dict({"data": DATA, **values})
+
+
+def test_max_steps_alone_sets_no_epoch_limit():
+    config = experiment_from_dict({"data": DATA, "train": {"max_steps": 5000}})
+    assert (config.train.max_steps, config.train.max_epochs) == (5000, 0)
 
 
 def test_missing_config_and_bad_toml(tmp_path):

@@ -59,7 +59,9 @@ def corpus_scores(
     if not hypotheses:
         raise ValueError("nothing to score: no hypotheses and no references")
     if tokenized:
-        bleu = BLEU(tokenize="none", lowercase=True)
+        # force: the text is tokenized on purpose, so sacreBLEU's "forgot to detokenize?" warning
+        # does not apply
+        bleu = BLEU(tokenize="none", lowercase=True, force=True)
         chrf = CHRF(lowercase=True)
     else:
         bleu = BLEU()

@@ -89,7 +89,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
     clip_norm: float = 0.0  # 0: no clipping
-    max_epochs: int = 10  # 0: no limit (then max_steps must be set)
+    max_epochs: int = 0  # 0: no limit (then max_steps must be set)
     max_steps: int = 0  # 0: no limit
     seed: int = 1
     device: str = "auto"
@@ -112,7 +112,10 @@ class TrainConfig:
         for name in ("max_epochs", "max_steps", "validate_every", "patience", "threads"):
             value = getattr(self, name)
             require(value >= 0, f"[train] {name} must be >= 0, got {value}")
-        require(self.max_epochs or self.max_steps, "[train] set max_epochs or max_steps")
+        require(
+            self.max_epochs or self.max_steps,
+            "[train] set max_epochs or max_steps (0 means no limit; one of them must be set)",
+        )
         require(self.lr > 0, f"[train] lr must be > 0, got {self.lr}")
         require(0 <= self.label_smoothing < 1, "[train] label_smoothing must be in [0, 1)")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "[train] betas must be in [0, 1)")
@@ -144,7 +147,7 @@ class ExperimentConfig:
     data: DataConfig
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"preset": "transformer_tiny"})
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=10))
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def model_config(
