@@ -122,3 +122,13 @@ def test_train_cli_errors_are_one_line(corpus, tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert main(["train", str(tmp_path / "missing.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_early_stopping_by_patience(corpus, tmp_path):
+    """With a learning rate too small to change anything, validation loss cannot improve by
+    much; patience 1 on BLEU, which stays 0, stops after the second validation."""
+    run = tmp_path / "run"
+    cfg = experiment(corpus, valid=True, valid_bleu=True, patience=1, validate_every=2, lr=1e-9)
+    state = Trainer(cfg, run, progress=False).fit()
+    assert state["step"] == 4
+    assert state["bad_validations"] == 1

@@ -307,10 +307,14 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until max_steps / max_epochs / early stopping; return the final state."""
         self._interrupted = False
+        t = self.train_cfg
+        steps_per_epoch = math.ceil(len(self.sampler) / t.update_freq)
         bar = tqdm(
-            total=self.train_cfg.max_steps or None, initial=self.state["step"],
-            disable=not self.progress, unit="step",
-        )  # fmt: skip
+            total=t.max_steps or t.max_epochs * steps_per_epoch,
+            initial=self.state["step"],
+            disable=not self.progress,
+            unit="step",
+        )  # fmt: skip  (a total, so that the bar shows an ETA)
         self.model.train()
         try:
             with self._deferred_interrupt():
