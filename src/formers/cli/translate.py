@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from formers.cli.textio import read_lines, write_lines
+from formers.device import resolve_device
 from formers.inference.translate import Translation, check_translate_options, translate
 
 
@@ -36,19 +35,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     p.set_defaults(run=run)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; other names as torch spells them."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested, but CUDA is not available; use cpu")
-    return device
 
 
 def format_nbest(results: list[list[Translation]]) -> list[str]:

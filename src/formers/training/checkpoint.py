@@ -28,6 +28,7 @@ from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
 from formers import __version__
+from formers.device import resolve_device
 from formers.models.config_base import ConfigError
 from formers.models.transformer import TransformerConfig, build_transformer
 from formers.training.averaging import average_checkpoints
@@ -154,9 +155,7 @@ def load_model(
     with torch.random.fork_rng(devices=[]):
         model = build_transformer(cfg)
     load_weights(model, weights)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    model.to(resolve_device(device))
     check_tying(model)
     return model.eval(), tokenizer, config
 

@@ -32,20 +32,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from formers.device import resolve_device
 from formers.models import build_transformer
 from formers.training.config import ExperimentConfig
 from formers.training.losses import smoothed_nll
 from formers.training.schedules import inverse_sqrt, noam
 from formers.training.validation import ValidationSet, validation_bleu, validation_loss
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was requested but CUDA is not available")
-    return torch.device(name)
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -164,18 +156,14 @@ class Trainer:
             self.valid = ValidationSet(data, batches, [s for s, _ in pairs], [r for _, r in pairs])
 
     def _resume(self) -> None:
-        from formers.training.checkpoint import (
-            list_checkpoints,
-            load_training_state,
-            restore_rng_state,
-        )
+        from formers.training.checkpoint import list_checkpoints, load_training_state
 
         checkpoints = list_checkpoints(self.run_dir)
         if not checkpoints:
             raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
         state = load_training_state(checkpoints[-1], self.model, self.optimizer)
         self.scheduler.load_state_dict(state.pop("scheduler"))
-        restore_rng_state(state.pop("rng"))
+        state.pop("rng")  # load_training_state has restored the RNG states
         self.state.update(state)
         tqdm.write(f"resumed from {checkpoints[-1]} at step {self.state['step']}")
 
@@ -187,15 +175,12 @@ class Trainer:
 
     def save(self, name: str | None = None) -> Path:
         """Checkpoint the current step as ``checkpoints/step_N`` (or ``checkpoints/NAME``)."""
-        from formers.training.checkpoint import (
-            capture_rng_state,
-            prune_checkpoints,
-            save_checkpoint,
-        )
+        from formers.training.checkpoint import prune_checkpoints, save_checkpoint
 
         step = self.state["step"]
         directory = self.run_dir / "checkpoints" / (name or f"step_{step:08d}")
-        state = {**self.state, "scheduler": self.scheduler.state_dict(), "rng": capture_rng_state()}
+        # save_checkpoint adds the RNG states, and load_training_state restores them
+        state = {**self.state, "scheduler": self.scheduler.state_dict()}
         save_checkpoint(
             directory, self.model, self.model_config.to_dict(), tokenizer=self.tokenizer,
             optimizer=self.optimizer, state=state,

@@ -68,11 +68,10 @@ def validation_bleu(
     from formers.evaluation.bleu import corpus_scores
     from formers.inference.translate import translate
 
-    was_training = model.training
+    # translate() puts the model in eval mode and restores its mode afterwards
     outputs = translate(
         model, tokenizer, valid.sources, beam=beam, max_tokens=max_tokens, device=device
     )
-    model.train(was_training)
     hypotheses = [nbest[0].text for nbest in outputs]
     scores = corpus_scores(hypotheses, valid.references, tokenized=tokenized)
     return {
