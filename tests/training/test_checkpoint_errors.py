@@ -76,9 +76,9 @@ def test_config_that_is_not_json(checkpoint):
 
 
 def test_unknown_architecture(checkpoint):
-    _edit_config(checkpoint, architecture="gpt")
+    _edit_config(checkpoint, architecture="mamba")
     with pytest.raises(
-        CheckpointError, match="unknown architecture 'gpt'; formers reads transformer"
+        CheckpointError, match="unknown architecture 'mamba'; formers reads transformer, gpt, bert"
     ):
         load_model(checkpoint)
 

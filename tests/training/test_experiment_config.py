@@ -61,7 +61,7 @@ def test_unknown_keys_list_the_valid_ones():
     "values, message",
     [
         ({"train": {"max_steps": 0, "max_epochs": 0}}, "max_epochs or max_steps"),
-        ({"train": {"max_steps": 1, "schedule": "cosine"}}, "schedule"),
+        ({"train": {"max_steps": 1, "schedule": "linear"}}, "schedule"),
         ({"train": {"max_steps": 1, "lr": "fast"}}, "lr must be float"),
         ({"train": {"max_steps": 1, "update_freq": 0}}, "update_freq"),
         ({"model": {"preset": "transformer_huge"}}, "preset"),

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from formers.training.checkpoint_io import (
     CONFIG_FILE,
-    TOKENIZER_FILE,
+    TOKENIZER_FILES,
     WEIGHTS_FILE,
     CheckpointError,
     atomic_directory,
@@ -87,7 +87,9 @@ def average_checkpoints(
         save_file(averaged, str(tmp / WEIGHTS_FILE), metadata=metadata)
         write_json(tmp / CONFIG_FILE, config)
         if has_tokenizer:
-            shutil.copyfile(paths[-1] / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+            for name in TOKENIZER_FILES:
+                if (paths[-1] / name).is_file():
+                    shutil.copyfile(paths[-1] / name, tmp / name)
     return Path(out_dir)
 
 
@@ -104,6 +106,12 @@ def _read(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str] | None]:
 
 
 def _check_same_model(path: Path, config: dict[str, Any], last: Path, reference: dict) -> None:
+    kinds = config.get("architecture"), reference.get("architecture")
+    if kinds[0] != kinds[1]:
+        raise CheckpointError(
+            f"cannot average checkpoints of different architectures: {path} is {kinds[0]!r}, "
+            f"{last} is {kinds[1]!r}"
+        )
     ours, theirs = model_config(config, path).to_dict(), model_config(reference, last).to_dict()
     differ = [key for key in ours if ours[key] != theirs[key]]
     if differ:
@@ -117,8 +125,11 @@ def _check_same_tokenizer(paths: list[Path]) -> bool:
     """Whether the checkpoints have a tokenizer; refuse if they do not all have the same one."""
     digests = {}
     for path in paths:
-        file = path / TOKENIZER_FILE
-        digests[path] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+        files = [path / name for name in TOKENIZER_FILES if (path / name).is_file()]
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        digests[path] = digest.hexdigest() if files else None
     if len(set(digests.values())) > 1:
         described = ", ".join(
             f"{path} ({'tokenizer ' + d[:12] if d else 'no tokenizer'})"

@@ -30,17 +30,15 @@ from torch import nn
 from formers import __version__
 from formers.device import resolve_device
 from formers.models.config_base import ConfigError
-from formers.models.transformer import TransformerConfig, build_transformer
+from formers.models.registry import family_of_config, get_family
 from formers.training.averaging import average_checkpoints
 from formers.training.checkpoint_io import (
     CONFIG_FILE,
     FORMAT,
     STATE_FILE,
-    TOKENIZER_FILE,
     WEIGHTS_FILE,
     CheckpointError,
     atomic_directory,
-    check_tying,
     check_vocabulary,
     load_weights,
     model_config,
@@ -153,10 +151,9 @@ def load_model(
     weights = require_file(path, WEIGHTS_FILE)
     tokenizer = _load_tokenizer(path, cfg)
     with torch.random.fork_rng(devices=[]):
-        model = build_transformer(cfg)
+        model = get_family(config.get("architecture", "transformer")).build(cfg)
     load_weights(model, weights)
     model.to(resolve_device(device))
-    check_tying(model)
     return model.eval(), tokenizer, config
 
 
@@ -246,17 +243,16 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _checkpoint_config(
-    model: nn.Module, config: dict[str, Any]
-) -> tuple[dict[str, Any], TransformerConfig]:
+def _checkpoint_config(model: nn.Module, config: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """The JSON of ``config.json``, and the model config checked against the model's own."""
     values, extra = (config["model"], config) if "model" in config else (config, {})
+    own = getattr(model, "config", None)
+    family = family_of_config(own) if own is not None else get_family("transformer")
     try:
-        cfg = TransformerConfig.from_dict(dict(values))
+        cfg = family.config(dict(values))
     except ConfigError as error:
         raise CheckpointError(f"cannot save a checkpoint: {error}") from None
-    own = getattr(model, "config", None)
-    if isinstance(own, TransformerConfig) and own != cfg:
+    if own is not None and own != cfg:
         differ = [
             f"{k} ({v!r}; the model has {getattr(own, k)!r})"
             for k, v in cfg.to_dict().items()
@@ -265,7 +261,7 @@ def _checkpoint_config(
         raise CheckpointError(
             f"the config given to save_checkpoint is not the model's: {', '.join(differ)}"
         )
-    fixed = {"format": FORMAT, "architecture": "transformer", "formers_version": __version__}
+    fixed = {"format": FORMAT, "architecture": family.name, "formers_version": __version__}
     full = {**fixed, **{k: v for k, v in extra.items() if k not in fixed}, "model": cfg.to_dict()}
     try:
         json.dumps(full)
@@ -297,11 +293,10 @@ def _to_json(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} is not JSON-able")
 
 
-def _load_tokenizer(path: Path, cfg: TransformerConfig) -> Tokenizer | None:
-    if not (path / TOKENIZER_FILE).exists():
-        return None
-    from formers.data.tokenizer import Tokenizer  # sentencepiece: only when there is a tokenizer
+def _load_tokenizer(path: Path, cfg: Any) -> Any:
+    from formers.data.tokenizers import load_tokenizer
 
-    tokenizer = Tokenizer.load(path)
-    check_vocabulary(tokenizer.vocab_size, cfg, str(path / TOKENIZER_FILE))
+    tokenizer = load_tokenizer(path)
+    if tokenizer is not None:
+        check_vocabulary(tokenizer.vocab_size, cfg, f"the tokenizer in {path}")
     return tokenizer

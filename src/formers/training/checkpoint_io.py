@@ -36,13 +36,13 @@ from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
 from formers.models.config_base import ConfigError
-from formers.models.transformer import TransformerConfig
+from formers.models.registry import ARCHITECTURES, get_family
 
 FORMAT = 1
-ARCHITECTURES = ("transformer",)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.model"
+TOKENIZER_FILE = "tokenizer.model"  # SentencePiece; see formers.data.tokenizers for all
+TOKENIZER_FILES = ("tokenizer.model", "chars.json", "tokenizer.json")
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
 OPTIMIZER_JSON_FILE = "optimizer.json"
@@ -50,7 +50,7 @@ CHECKPOINT_FILES = frozenset(
     {
         CONFIG_FILE,
         WEIGHTS_FILE,
-        TOKENIZER_FILE,
+        *TOKENIZER_FILES,
         STATE_FILE,
         OPTIMIZER_TENSORS_FILE,
         OPTIMIZER_JSON_FILE,
@@ -119,20 +119,20 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def model_config(config: dict[str, Any], path: Path) -> TransformerConfig:
-    """The :class:`TransformerConfig` of a ``config.json`` read from ``path``."""
+def model_config(config: dict[str, Any], path: Path) -> Any:
+    """The model config (of the checkpoint's family) of a ``config.json`` read from ``path``."""
     values = config["model"]
     if not isinstance(values, dict):
         raise CheckpointError(f"{path}/{CONFIG_FILE}: 'model' must be a JSON object")
     try:
-        return TransformerConfig.from_dict(values)
+        return get_family(config.get("architecture", "transformer")).config(values)
     except ConfigError as error:
         raise CheckpointError(f"{path}/{CONFIG_FILE}: {error}") from None
 
 
-def check_vocabulary(tokenizer_size: int, config: TransformerConfig, where: str) -> None:
+def check_vocabulary(tokenizer_size: int, config: Any, where: str) -> None:
     """Refuse a tokenizer whose vocabulary is not the model's (source and target)."""
-    sizes = {config.vocab_size, config.target_vocab_size}
+    sizes = {config.vocab_size, getattr(config, "target_vocab_size", config.vocab_size)}
     if sizes != {tokenizer_size}:
         model = " and ".join(str(s) for s in sorted(sizes))
         raise CheckpointError(
@@ -204,17 +204,24 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise CheckpointError(
             f"checkpoint does not match the model: {'; '.join(problems[:3])}{more} ({path})"
         )
+    before = tied_groups(model)
     load_safetensors_model(model, str(path), strict=True)
-    check_tying(model)
+    check_tying(model, before)
 
 
-def check_tying(model: nn.Module) -> None:
-    """The output projection must still be the target embedding when the config ties them."""
-    cfg = getattr(model, "config", None)
-    if not (isinstance(cfg, TransformerConfig) and cfg.tie_output):
-        return
-    if model.generator.weight is not model.tgt_embed.token.weight:
-        raise CheckpointError("loading untied the output projection from the target embedding")
+def tied_groups(model: nn.Module) -> list[list[str]]:
+    """Names of parameters that are one tensor (e.g. the shared embedding and the output)."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def check_tying(model: nn.Module, before: list[list[str]]) -> None:
+    """Weights tied in the built model must still be tied after loading."""
+    now = tied_groups(model)
+    if now != before:
+        raise CheckpointError(f"loading changed which weights are tied: {before} -> {now}")
 
 
 def remove_directory(path: Path) -> None:

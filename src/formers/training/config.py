@@ -1,10 +1,13 @@
-"""Experiment configuration: a TOML file with ``[data]``, ``[tokenizer]``, ``[model]``, ``[train]``
-and ``[decode]`` tables, plus ``--set section.key=value`` overrides from the command line.
+"""Experiment configuration: a TOML file with a ``task`` and ``[data]``, ``[tokenizer]``,
+``[model]``, ``[train]`` and ``[decode]`` tables, plus ``--set section.key=value`` overrides.
 
+``task`` is ``"translate"`` (the default: an encoder-decoder on a parallel corpus), ``"lm"`` (a
+decoder-only language model on a text file), ``"mlm"`` (masked language modelling with an
+encoder) or ``"classify"`` (an encoder with a classification head on ``label<TAB>text`` files).
 Every table is a frozen dataclass; an unknown table or key raises a
-:class:`~formers.models.ConfigError` that lists the valid ones. ``[model]`` names a preset
-(``preset = "transformer_tiny"``) and overrides any :class:`~formers.models.TransformerConfig`
-field; ``vocab_size`` and the special ids come from the tokenizer.
+:class:`~formers.models.ConfigError` that lists the valid ones. ``[model]`` names a preset of the
+task's model family and overrides any field of its config; ``init`` starts from Hugging Face
+weights. ``vocab_size`` and the special ids come from the tokenizer.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ from formers.models.config_base import (
     require,
     require_choice,
 )
-from formers.models.transformer import PRESETS, TransformerConfig
+from formers.models.registry import Family, get_family
+from formers.models.transformer import TransformerConfig
 
-SCHEDULES = ("inverse_sqrt", "noam", "constant")
+TASKS = {"translate": "transformer", "lm": "gpt", "mlm": "bert", "classify": "bert"}
+SCHEDULES = ("inverse_sqrt", "noam", "constant", "cosine")
+OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-METRICS = ("bleu", "loss")
+METRICS = ("", "bleu", "loss", "accuracy")
+TOKENIZERS = ("sentencepiece", "char", "wordpiece")
 
 
 @dataclass(frozen=True)
@@ -51,16 +58,48 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TokenizerConfig:
-    """A joint source/target subword model (SentencePiece), trained unless ``path`` is given."""
+class TextDataConfig:
+    """Monolingual data for the ``lm``, ``mlm`` and ``classify`` tasks.
 
-    vocab_size: int = 10000
-    model_type: str = "bpe"
-    character_coverage: float = 1.0
-    path: str = ""  # an existing tokenizer.model (or a directory holding one)
+    ``lm`` reads ``train`` as one text (and ``valid``, or else the last ``valid_fraction`` of
+    ``train``, as nanoGPT); ``classify`` reads ``label<TAB>text`` files; ``mlm`` reads one text
+    a line (the text column of a ``.tsv``).
+    """
+
+    train: str = ""
+    valid: str = ""
+    valid_fraction: float = 0.1  # lm without a valid file: the last part of train
+    max_len: int = 128  # mlm/classify: longer texts are truncated (tokens, specials included)
 
     def __post_init__(self) -> None:
         check_types(self)
+        require(bool(self.train), "[data] needs train (a text file, or a label<TAB>text file)")
+        require(
+            0.0 <= self.valid_fraction < 1.0,
+            f"[data] valid_fraction must be in [0, 1), got {self.valid_fraction}",
+        )
+        require(self.max_len >= 3, f"[data] max_len must be >= 3, got {self.max_len}")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The tokenizer, trained on the training data unless ``path`` is given.
+
+    ``kind``: ``sentencepiece`` (BPE or unigram; joint source/target for translation),
+    ``char`` (one id per character, as nanoGPT's shakespeare_char) or ``wordpiece`` (BERT's, with
+    Hugging Face ``tokenizers``). ``path``: an existing ``tokenizer.model``, ``chars.json`` or
+    ``tokenizer.json`` (or a directory holding one).
+    """
+
+    kind: str = "sentencepiece"
+    vocab_size: int = 10000
+    model_type: str = "bpe"
+    character_coverage: float = 1.0
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        require_choice("[tokenizer] kind", self.kind, TOKENIZERS)
         require(self.vocab_size >= 8, f"[tokenizer] vocab_size must be >= 8, got {self.vocab_size}")
         require_choice("[tokenizer] model_type", self.model_type, ("bpe", "unigram"))
         require(
@@ -77,12 +116,16 @@ class TrainConfig:
     is ``noam_scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)`` and ``lr`` is unused.
     """
 
-    max_tokens: int = 4096
+    max_tokens: int = 4096  # translate: target tokens per batch
+    batch_size: int = 0  # lm/mlm/classify: sequences per batch
     update_freq: int = 1  # gradient accumulation: batches per optimizer step
+    optimizer: str = "adam"  # adamw: decoupled weight decay on matrices only (nanoGPT)
     lr: float = 5e-4
     schedule: str = "inverse_sqrt"
     warmup: int = 4000
     noam_scale: float = 1.0
+    min_lr: float = 0.0  # cosine: the floor
+    decay_steps: int = 0  # cosine: steps to reach min_lr (0: max_steps)
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-9
@@ -100,7 +143,9 @@ class TrainConfig:
     valid_bleu: bool = True
     valid_beam: int = 1
     bleu_tokenized: bool = False  # score tokenized lowercased text (tokenize="none")
-    best_metric: str = "bleu"
+    best_metric: str = ""  # "": the task's (bleu, loss or accuracy)
+    mask_probability: float = 0.15  # mlm: the share of tokens to predict
+    valid_batches: int = 0  # lm: validate on this many batches (0: the whole validation text)
     patience: int = 0  # validations without improvement before stopping; 0: never
     keep_last: int = 5
 
@@ -109,7 +154,10 @@ class TrainConfig:
         for name in ("max_tokens", "update_freq", "warmup", "log_every", "valid_beam", "keep_last"):
             value = getattr(self, name)
             require(value >= 1, f"[train] {name} must be >= 1, got {value}")
-        for name in ("max_epochs", "max_steps", "validate_every", "patience", "threads"):
+        for name in (
+            "max_epochs", "max_steps", "validate_every", "patience", "threads", "batch_size",
+            "decay_steps", "valid_batches",
+        ):  # fmt: skip
             value = getattr(self, name)
             require(value >= 0, f"[train] {name} must be >= 0, got {value}")
         require(
@@ -121,6 +169,13 @@ class TrainConfig:
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "[train] betas must be in [0, 1)")
         require(self.clip_norm >= 0, f"[train] clip_norm must be >= 0, got {self.clip_norm}")
         require_choice("[train] schedule", self.schedule, SCHEDULES)
+        require_choice("[train] optimizer", self.optimizer, OPTIMIZERS)
+        require(0 <= self.min_lr <= self.lr, "[train] min_lr must be in [0, lr]")
+        require(0.0 < self.mask_probability < 1.0, "[train] mask_probability must be in (0, 1)")
+        require(
+            self.schedule != "cosine" or bool(self.decay_steps or self.max_steps),
+            "[train] the cosine schedule needs decay_steps or max_steps",
+        )
         require_choice("[train] precision", self.precision, PRECISIONS)
         require_choice("[train] best_metric", self.best_metric, METRICS)
         require_choice("[train] device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
@@ -144,46 +199,57 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    data: DataConfig
+    data: DataConfig | TextDataConfig
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"preset": "transformer_tiny"})
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=10))
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    task: str = "translate"
 
-    def model_config(
-        self, vocab_size: int, pad_id: int, bos_id: int, eos_id: int
-    ) -> TransformerConfig:
-        """The model's config: the preset, the overrides, and the tokenizer's vocabulary."""
-        values = dict(self.model)
+    @property
+    def family(self) -> Family:
+        """The model family the task trains."""
+        return get_family(TASKS[self.task])
+
+    def model_values(self, **derived: Any) -> dict[str, Any]:
+        """The [model] table resolved: the preset's values, the overrides, then ``derived``
+        (vocabulary size, special ids, labels). ``init`` is not a model field and is left out."""
+        values = {k: v for k, v in self.model.items() if k != "init"}
         preset = values.pop("preset", None)
-        base = dict(PRESETS[preset]) if preset else {}
+        base = dict(self.family.presets[preset]) if preset else {}
+        return {**base, **values, **derived}
+
+    def model_config(self, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> Any:
+        """The translation model's config: the preset, the overrides, the tokenizer's ids."""
         ids = dict(vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
-        return TransformerConfig.from_dict({**base, **values, **ids})
+        return TransformerConfig.from_dict(self.model_values(**ids))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 SECTIONS = {
-    "data": DataConfig,
     "tokenizer": TokenizerConfig,
     "train": TrainConfig,
     "decode": DecodeConfig,
 }
 
 
-def _check_model_table(model: dict[str, Any]) -> None:
-    valid = {f.name for f in dataclasses.fields(TransformerConfig)} | {"preset"}
-    fixed = {"vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id"}
+def _check_model_table(model: dict[str, Any], family: Family) -> None:
+    valid = {f.name for f in dataclasses.fields(family.config_cls)} | {"preset", "init"}
+    fixed = set(family.derived)
     unknown = sorted(set(model) - valid)
     if unknown:
         raise ConfigError(
             f"unknown [model] key(s) {unknown}; valid keys are: {', '.join(sorted(valid - fixed))}"
         )
     given = sorted(set(model) & fixed)
-    require(not given, f"[model] {given} come from the tokenizer; remove them from the config")
+    require(
+        not given, f"[model] {given} come from the tokenizer or data; remove them from the config"
+    )
     if "preset" in model:
-        require_choice("[model] preset", model["preset"], PRESETS)
+        require_choice("[model] preset", model["preset"], family.presets)
+    require(isinstance(model.get("init", ""), str), "[model] init must be a path (a string)")
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
@@ -203,20 +269,28 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
 
 def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     """Validate nested tables into an :class:`ExperimentConfig`."""
-    valid = ["data", "tokenizer", "model", "train", "decode"]
+    valid = ["task", "data", "tokenizer", "model", "train", "decode"]
     unknown = sorted(set(values) - set(valid))
     if unknown:
         raise ConfigError(
             f"unknown config table(s) {unknown}; valid tables are: {', '.join(valid)}"
         )
+    task = values.get("task", "translate")
+    require(isinstance(task, str), f"task must be a string, got {task!r}")
+    require_choice("task", task, TASKS)
     if "data" not in values:
-        raise ConfigError("the config needs a [data] table with train_src and train_tgt")
-    model = dict(values.get("model", {"preset": "transformer_tiny"}))
-    _check_model_table(model)
+        needs = "train_src and train_tgt" if task == "translate" else "train"
+        raise ConfigError(f"the config needs a [data] table with {needs}")
+    data_cls = DataConfig if task == "translate" else TextDataConfig
+    family = get_family(TASKS[task])
+    default_preset = {"transformer": "transformer_tiny"}.get(family.name)
+    model = dict(values.get("model", {"preset": default_preset} if default_preset else {}))
+    _check_model_table(model, family)
     tables = {
         name: config_from_dict(cls, dict(values.get(name, {}))) for name, cls in SECTIONS.items()
     }
-    return ExperimentConfig(model=model, **tables)
+    data = config_from_dict(data_cls, dict(values["data"]))
+    return ExperimentConfig(data=data, model=model, task=task, **tables)
 
 
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
@@ -230,6 +304,9 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentCo
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     for assignment in overrides:
         keys, value = parse_override(assignment)
+        if keys == ["task"]:
+            values["task"] = value
+            continue
         if len(keys) != 2:
             raise ConfigError(
                 f"--set keys look like train.lr or model.d_model, got {'.'.join(keys)!r}"

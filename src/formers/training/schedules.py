@@ -11,6 +11,7 @@ the first optimizer step is step 1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 
@@ -34,5 +35,31 @@ def inverse_sqrt(peak_lr: float, warmup: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         step = max(step, 1)
         return peak_lr * min(step / warmup, (warmup / step) ** 0.5)
+
+    return factor
+
+
+def cosine(
+    peak_lr: float, warmup: int, decay_steps: int, min_lr: float = 0.0
+) -> Callable[[int], float]:
+    """Linear warmup to ``peak_lr``, then a half cosine down to ``min_lr`` at ``decay_steps``
+    (Loshchilov & Hutter 2016, arXiv 1608.03983, without restarts), then ``min_lr``.
+
+    nanoGPT's schedule; its warmup reaches ``peak_lr * (step + 1) / (warmup + 1)`` at 0-based
+    step ``step``, this one ``peak_lr * step / warmup`` at 1-based step ``step`` (the same ramp).
+    """
+    if warmup < 1:
+        raise ValueError(f"warmup must be >= 1, got {warmup}")
+    if decay_steps <= warmup:
+        raise ValueError(f"decay_steps ({decay_steps}) must be > warmup ({warmup})")
+
+    def factor(step: int) -> float:
+        step = max(step, 1)
+        if step < warmup:
+            return peak_lr * step / warmup
+        if step >= decay_steps:
+            return min_lr
+        progress = (step - warmup) / (decay_steps - warmup)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak_lr - min_lr)
 
     return factor

@@ -1,15 +1,17 @@
-"""The training loop of a translation model: the paper's recipe (arXiv 1706.03762, section 5).
+"""The training loop: the paper's recipe (arXiv 1706.03762, section 5) and its descendants.
 
-Adam (0.9, 0.98, 1e-9), warmup then inverse-square-root decay, label smoothing, residual and
-attention dropout, token-count batches, gradient clipping and accumulation, bf16/fp16 autocast on
-CUDA. Validation (loss, perplexity, BLEU) every epoch or every N steps; checkpoints of the last N
-and of the best validation; early stopping; ``resume`` continues exactly where a run stopped (same
-data order, RNG states, optimizer and schedule), and Ctrl-C saves a checkpoint before exiting.
+Adam (0.9, 0.98, 1e-9) or AdamW with decoupled weight decay on matrices (nanoGPT), warmup then
+inverse-square-root or cosine decay, label smoothing, residual and attention dropout, gradient
+clipping and accumulation, bf16/fp16 autocast on CUDA. What is read, built and minimized comes
+from a task (:mod:`formers.training.tasks`: translate, lm, mlm, classify). Validation every epoch
+or every N steps; checkpoints of the last N and of the best validation; early stopping;
+``resume`` continues exactly where a run stopped (same batches, RNG states, optimizer and
+schedule), and Ctrl-C saves a checkpoint before exiting.
 
 A run directory holds::
 
     experiment.json        the resolved configuration
-    tokenizer.model        the joint subword model (trained on the first start)
+    tokenizer.model        the tokenizer (or chars.json / tokenizer.json), made on the first start
     log.jsonl              one JSON object per logged step and per validation
     cache/                 encoded data
     checkpoints/step_N/    checkpoints (see formers.training.checkpoint); checkpoints/best/
@@ -33,11 +35,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from formers.device import resolve_device
-from formers.models import build_transformer
 from formers.training.config import ExperimentConfig
-from formers.training.losses import smoothed_nll
-from formers.training.schedules import inverse_sqrt, noam
-from formers.training.validation import ValidationSet, validation_bleu, validation_loss
+from formers.training.schedules import cosine, inverse_sqrt, noam
+from formers.training.tasks import make_task
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -51,8 +51,28 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.float16
 
 
+def build_optimizer(
+    model: nn.Module, kind: str, *, betas: tuple[float, float], eps: float, weight_decay: float,
+    fused: bool,
+) -> torch.optim.Optimizer:  # fmt: skip
+    """Adam with L2 weight decay on every parameter (fairseq's translation recipe), or AdamW
+    (Loshchilov & Hutter 2017, arXiv 1711.05101) decaying only matrices and embeddings, not
+    biases and norm gains (GPT-2 / nanoGPT). The base lr is 1; the schedule sets the rate."""
+    if kind == "adam":
+        return torch.optim.Adam(
+            model.parameters(), lr=1.0, betas=betas, eps=eps, weight_decay=weight_decay,
+            fused=fused,
+        )  # fmt: skip
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=1.0, betas=betas, eps=eps, fused=fused)
+
+
 class Trainer:
-    """Train an encoder-decoder on a parallel corpus as configured.
+    """Train a model on the task the config names.
 
     Args:
         config: the experiment.
@@ -74,14 +94,12 @@ class Trainer:
         self._seed(self.train_cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "experiment.json").write_text(json.dumps(config.to_dict(), indent=2))
-        self.tokenizer = self._tokenizer()
-        self._load_data()
-        tok = self.tokenizer
-        self.model_config = config.model_config(tok.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id)
-        self.model = build_transformer(self.model_config).to(self.device)
+        self.task = make_task(config, self.run_dir, self.device, self._log)
+        self.tokenizer, self.model = self.task.tokenizer, self.task.model
+        self.model_config = self.task.model_config
         t = self.train_cfg
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=1.0, betas=(t.beta1, t.beta2), eps=t.eps,
+        self.optimizer = build_optimizer(
+            self.model, t.optimizer, betas=(t.beta1, t.beta2), eps=t.eps,
             weight_decay=t.weight_decay, fused=self.device.type in ("cpu", "cuda"),
         )  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor())
@@ -107,53 +125,11 @@ class Trainer:
             factor = noam(self.model_config.d_model, t.warmup, t.noam_scale)
         elif t.schedule == "inverse_sqrt":
             factor = inverse_sqrt(t.lr, t.warmup)
+        elif t.schedule == "cosine":
+            factor = cosine(t.lr, t.warmup, t.decay_steps or t.max_steps, t.min_lr)
         else:
             factor = lambda step: t.lr * min(1.0, step / t.warmup)  # noqa: E731
         return lambda i: factor(i + 1)  # LambdaLR counts from 0; the first step is step 1
-
-    def _tokenizer(self):
-        from formers.data.corpus import read_parallel
-        from formers.data.tokenizer import Tokenizer
-
-        saved = self.run_dir / "tokenizer.model"
-        if saved.exists():
-            return Tokenizer.load(saved)
-        if self.cfg.tokenizer.path:
-            tokenizer = Tokenizer.load(self.cfg.tokenizer.path)
-        else:
-            pairs = read_parallel(self.cfg.data.train_src, self.cfg.data.train_tgt)
-            texts = [text for pair in pairs for text in pair]
-            tc = self.cfg.tokenizer
-            tokenizer = Tokenizer.train(
-                texts, tc.vocab_size, model_type=tc.model_type,
-                character_coverage=tc.character_coverage, seed=self.train_cfg.seed,
-            )  # fmt: skip
-        tokenizer.save(self.run_dir)
-        return tokenizer
-
-    def _load_data(self) -> None:
-        from formers.data.corpus import read_parallel
-        from formers.data.parallel import TokenBatchSampler, load_or_build
-
-        d, t = self.cfg.data, self.train_cfg
-        cache = Path(d.cache_dir) if d.cache_dir else self.run_dir / "cache"
-        self.train_data, stats = load_or_build(
-            d.train_src, d.train_tgt, self.tokenizer, cache, d.max_len
-        )
-        self._log({"type": "data", "split": "train", **stats.to_dict()})
-        self.sampler = TokenBatchSampler(
-            self.train_data.src_lengths, self.train_data.tgt_lengths, t.max_tokens,
-            shuffle=True, seed=t.seed,
-        )  # fmt: skip
-        self.valid: ValidationSet | None = None
-        if d.valid_src:
-            data, stats = load_or_build(d.valid_src, d.valid_tgt, self.tokenizer, cache, d.max_len)
-            self._log({"type": "data", "split": "valid", **stats.to_dict()})
-            batches = list(
-                TokenBatchSampler(data.src_lengths, data.tgt_lengths, t.max_tokens, shuffle=False)
-            )
-            pairs = read_parallel(d.valid_src, d.valid_tgt)
-            self.valid = ValidationSet(data, batches, [s for s, _ in pairs], [r for _, r in pairs])
 
     def _resume(self) -> None:
         from formers.training.checkpoint import list_checkpoints, load_training_state
@@ -191,24 +167,18 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def _train_step(self, group: list[list[int]]) -> dict[str, float]:
-        from formers.data.parallel import collate
-
+    def _train_step(self, group: list[Any]) -> dict[str, float]:
         t = self.train_cfg
-        batches = [collate(self.train_data, indices) for indices in group]
-        tokens = sum(int((b.tgt_out != self.model.pad_id).sum()) for b in batches)
+        batches = [self.task.collate(item) for item in group]
+        count = sum(b.count for b in batches)
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = nll_sum = 0.0
         for batch in batches:
-            src, tgt_in, tgt_out = (
-                x.to(self.device) for x in (batch.src, batch.tgt_in, batch.tgt_out)
-            )
             with torch.autocast(
                 self.device.type, self.dtype or torch.float32, enabled=bool(self.dtype)
             ):
-                logits = self.model(src, tgt_in)
-            loss, nll, _ = smoothed_nll(logits, tgt_out, self.model.pad_id, t.label_smoothing)
-            self.scaler.scale(loss / tokens).backward()  # normalized by the tokens of the update
+                loss, nll = self.task.loss(self.model, batch)
+            self.scaler.scale(loss / max(count, 1)).backward()  # normalized by the whole update
             loss_sum += float(loss.detach())
             nll_sum += float(nll)
         self.scaler.unscale_(self.optimizer)
@@ -219,32 +189,28 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return {
-            "loss": loss_sum / tokens,
-            "nll": nll_sum / tokens,
-            "tokens": tokens,
+            "loss": loss_sum / max(count, 1),
+            "nll": nll_sum / max(count, 1),
+            "tokens": sum(b.tokens for b in batches),
             "grad_norm": float(grad_norm),
         }
 
     def validate(self) -> dict[str, Any] | None:
         """Validate, log, checkpoint, and track the best result; return the metrics."""
-        if self.valid is None:
+        metrics = self.task.validate(self.model)
+        if metrics is None:
             self.save()
             return None
-        t = self.train_cfg
-        metrics: dict[str, Any] = validation_loss(
-            self.model, self.valid, self.device, t.label_smoothing
-        )
-        if t.valid_bleu:
-            metrics.update(
-                validation_bleu(
-                    self.model, self.tokenizer, self.valid, self.device, beam=t.valid_beam,
-                    tokenized=t.bleu_tokenized, max_tokens=t.max_tokens,
-                )
-            )  # fmt: skip
-        key = t.best_metric if (t.best_metric != "bleu" or t.valid_bleu) else "loss"
+        key = self.task.metric
+        if key not in metrics:
+            raise ValueError(
+                f"[train] best_metric={key!r} is not measured by task {self.cfg.task!r}; "
+                f"it measures {sorted(k for k, v in metrics.items() if isinstance(v, float))}"
+            )
         value = metrics[key]
+        higher = self.task.higher_is_better(key)
         better = self.state["best"] is None or (
-            value > self.state["best"] if key == "bleu" else value < self.state["best"]
+            value > self.state["best"] if higher else value < self.state["best"]
         )
         if better:
             self.state["best"], self.state["bad_validations"] = value, 0
@@ -252,7 +218,7 @@ class Trainer:
             self.state["bad_validations"] += 1
         record = {"type": "valid", "step": self.state["step"], "epoch": self.state["epoch"]}
         self._log({**record, **metrics, "best": self.state["best"]})
-        summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         tqdm.write(f"step {self.state['step']} validation: {summary}")
         self.save()
         if better:
@@ -293,7 +259,7 @@ class Trainer:
         """Train until max_steps / max_epochs / early stopping; return the final state."""
         self._interrupted = False
         t = self.train_cfg
-        steps_per_epoch = math.ceil(len(self.sampler) / t.update_freq)
+        steps_per_epoch = math.ceil(len(self.task.epoch_batches(0)) / t.update_freq)
         bar = tqdm(
             total=t.max_steps or t.max_epochs * steps_per_epoch,
             initial=self.state["step"],
@@ -318,8 +284,7 @@ class Trainer:
         t, s = self.train_cfg, self.state
         window_tokens, window_start = 0, time.perf_counter()
         while not self._done():
-            self.sampler.set_epoch(s["epoch"])
-            batches = list(self.sampler)
+            batches = self.task.epoch_batches(s["epoch"])
             while s["batches_done"] < len(batches) and not self._done():
                 group = batches[s["batches_done"] : s["batches_done"] + t.update_freq]
                 stats = self._train_step(group)

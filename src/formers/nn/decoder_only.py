@@ -1,0 +1,152 @@
+"""A decoder-only language model: GPT (Radford et al. 2018), GPT-2 (Radford et al. 2019) and
+LLaMA (Touvron et al. 2023, arXiv 2302.13971).
+
+The Transformer's decoder (Vaswani et al. 2017, arXiv 1706.03762) without an encoder: every
+layer is masked self-attention and a feed-forward network, and the model predicts the next token
+of its own input. ``DecoderOnlyLM(embed, decoder, generator)`` mirrors
+:class:`formers.nn.encoder_decoder.EncoderDecoder`: the parts are built elsewhere (GPT-2 vs
+LLaMA is only a matter of which norm, feed-forward and position modules a builder injects) and
+this class only wires them together.
+
+Deviations from GPT-2 and LLaMA: none in the computation. The attention kernel is chosen by name
+(``"sdpa"`` or ``"eager"``); :meth:`DecoderOnlyLM.forward_with_attention` uses the eager one to
+return the probabilities.
+
+Shapes: b batch, t length, d model width, h heads, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from formers.nn.embeddings import Embeddings
+from formers.nn.kv_cache import DecoderCache
+from formers.nn.stacks import Decoder
+
+
+class DecoderOnlyLM(nn.Module):
+    """A causal language model: embeddings, a decoder stack without cross-attention, and a
+    pre-softmax projection.
+
+    Args:
+        embed: token (and absolute position) embeddings.
+        decoder: a :class:`Decoder` whose layers have no encoder-decoder attention.
+        generator: the projection ``d -> V`` (may share its weight with the token embedding).
+        context_length: the longest sequence the model reads at once (GPT-2: 1024).
+        pad_id, bos_id, eos_id: special token ids, or ``None`` where the vocabulary has none
+            (GPT-2 has no padding token; its ``<|endoftext|>`` is both BOS and EOS).
+    """
+
+    def __init__(
+        self,
+        embed: Embeddings,
+        decoder: Decoder,
+        generator: nn.Linear,
+        *,
+        context_length: int,
+        pad_id: int | None,
+        bos_id: int | None,
+        eos_id: int | None,
+    ) -> None:
+        super().__init__()
+        if decoder.has_cross_attention:
+            raise ValueError(
+                "a decoder-only model needs decoder layers without cross-attention "
+                "(build DecoderLayer with cross_attn=None and cross_residual=None)"
+            )
+        if context_length < 1:
+            raise ValueError(f"context_length must be >= 1, got {context_length}")
+        self.embed = embed
+        self.decoder = decoder
+        self.generator = generator
+        self._context_length = context_length
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the vocabulary (the generator's output)."""
+        return self.generator.out_features
+
+    @property
+    def context_length(self) -> int:
+        """The most positions the model attends over (the learned-position limit for GPT-2)."""
+        return self._context_length
+
+    def _check_length(self, end: int) -> None:
+        if end > self._context_length:
+            raise ValueError(
+                f"the input reaches position {end} but the model's context_length is "
+                f"{self._context_length}; shorten it (keep the last {self._context_length} "
+                "tokens) or use a model with a longer context"
+            )
+
+    def _logits(
+        self,
+        tokens: Tensor,
+        *,
+        mask: Tensor | None = None,
+        cache: DecoderCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, list[Tensor] | None]:
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, length) ids, got shape {tuple(tokens.shape)}")
+        offset = 0 if cache is None else cache.length
+        self._check_length(offset + tokens.size(1))
+        self_mask = None if mask is None else mask[:, None, None, :]  # (b, 1, 1, t)
+        hidden, weights = self.decoder(
+            self.embed(tokens, offset), self_mask=self_mask, cache=cache, need_weights=need_weights
+        )
+        return self.generator(hidden), (None if weights is None else weights.self_attn)
+
+    def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Next-token logits at every position (position ``i`` sees tokens ``0..i``).
+
+        Args:
+            tokens: ``(b, t)`` token ids, ``t <= context_length``.
+            mask: optional ``(b, t)`` boolean, True at tokens that may be attended to (False
+                at padding). Right padding needs no mask (causality already hides it from the
+                real tokens); with left padding, note that positions count from the first
+                column, which shifts absolute (learned, sinusoidal) positions but not rotary
+                ones, which are relative.
+
+        Returns:
+            ``(b, t, V)`` logits.
+        """
+        logits, _ = self._logits(tokens, mask=mask)
+        return logits
+
+    def forward_with_attention(self, tokens: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Like :meth:`forward`, also returning every layer's attention probabilities.
+
+        Uses the eager kernel (the weights must be materialized); :meth:`forward` is unaffected.
+
+        Returns:
+            ``(logits, weights)``: ``(b, t, V)`` and one ``(b, h, t, t)`` tensor per layer.
+        """
+        logits, weights = self._logits(tokens, need_weights=True)
+        assert weights is not None
+        return logits, weights
+
+    def new_cache(self) -> DecoderCache:
+        """An empty KV cache for :meth:`decode`."""
+        return self.decoder.new_cache()
+
+    def decode(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        """Incremental decoding: feed new tokens, attending to those already in ``cache``.
+
+        Args:
+            tokens: ``(b, t_new)`` new token ids; their positions continue from
+                ``cache.length`` (a whole prompt may be fed at once, then one token per step).
+            cache: from :meth:`new_cache`, updated in place.
+
+        Returns:
+            ``(b, t_new, V)`` logits of the new positions.
+        """
+        logits, _ = self._logits(tokens, cache=cache)
+        return logits
+
+    @torch.no_grad()
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (a tied output projection is counted once)."""
+        return sum(p.numel() for p in self.parameters())
