@@ -1,5 +1,6 @@
-"""Inference: translate sentences with a trained model (batching by length, beam search)."""
+"""Inference: translate with an encoder-decoder; generate text with a language model."""
 
+from formers.inference.generate import generate, generate_stream
 from formers.inference.translate import Translation, translate
 
-__all__ = ["Translation", "translate"]
+__all__ = ["Translation", "generate", "generate_stream", "translate"]

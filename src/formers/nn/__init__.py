@@ -1,8 +1,17 @@
 """Building blocks of the Transformer, one concept per module."""
 
 from formers.nn.attention import MultiHeadAttention
+from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.embeddings import Embeddings
 from formers.nn.encoder_decoder import AttentionMaps, EncoderDecoder, Seq2SeqState
+from formers.nn.encoder_embeddings import EncoderEmbeddings
+from formers.nn.encoder_heads import (
+    ClassificationHead,
+    EncoderForClassification,
+    EncoderForMaskedLM,
+    MaskedLMHead,
+)
+from formers.nn.encoder_only import EncoderOnlyModel, Pooler, mean_pool, sentence_embeddings
 from formers.nn.feed_forward import FeedForward, GatedFeedForward, feed_forward
 from formers.nn.kernels import KERNELS, eager_attention, get_kernel, sdpa_attention
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
@@ -18,6 +27,16 @@ from formers.nn.positional import (
 from formers.nn.stacks import Decoder, DecoderWeights, Encoder
 
 __all__ = [
+    "ClassificationHead",
+    "DecoderOnlyLM",
+    "EncoderEmbeddings",
+    "EncoderForClassification",
+    "EncoderForMaskedLM",
+    "EncoderOnlyModel",
+    "MaskedLMHead",
+    "Pooler",
+    "mean_pool",
+    "sentence_embeddings",
     "KERNELS",
     "AttentionMaps",
     "Decoder",
