@@ -123,3 +123,15 @@ def test_minilm_tokenizer_matches_transformers():
     assert ours.encode_batch(SENTENCES, max_length=7) == cut
     for ids in expected:
         assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True)
+
+
+def test_train_wordpiece_is_reproducible():
+    """The trainer's ids for tokens of equal frequency depend on hash-map order; ours do not."""
+    from formers.data.hf_tokenizer import HFTokenizer
+
+    texts = [f"{a} {b}" for a in ("good", "bad", "fine", "poor") for b in ("film", "plot", "cast")]
+    first = HFTokenizer.train_wordpiece(texts, 60)
+    for _ in range(3):
+        again = HFTokenizer.train_wordpiece(texts, 60)
+        assert again._tok.to_str() == first._tok.to_str()
+    assert first.decode(first.encode("good plot")) == "good plot"

@@ -14,14 +14,60 @@ DATA = {"train_src": "a.en", "train_tgt": "a.de"}
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_recipes_validate(path):
     config = load_experiment(path)
-    model = config.model_config(vocab_size=10000, pad_id=0, bos_id=1, eos_id=2)
+    derived = {"vocab_size": 10000, "pad_id": 0}
+    if config.task == "translate":
+        derived.update(bos_id=1, eos_id=2)
+    elif config.task in ("mlm", "classify"):
+        derived.update(cls_id=2, sep_id=3, mask_id=4, unk_id=1, num_labels=2 * (config.task == "classify"),
+                       mlm_head=config.task == "mlm")  # fmt: skip
+    model = config.family.config(config.model_values(**derived))
     assert model.vocab_size == 10000
 
 
 def test_recipes_exist():
     assert {p.stem for p in CONFIGS} >= {
-        "multi30k_en_de", "multi30k_en_de_cpu", "wmt14_en_de_base",
+        "multi30k_en_de", "multi30k_en_de_cpu", "multi30k_en_de_cpu_raw", "wmt14_en_de_base",
+        "shakespeare_char", "shakespeare_char_cpu", "sst2_bert_scratch", "sst2_minilm_finetune",
+        "sst2_mlm",
     }  # fmt: skip
+
+
+def test_shakespeare_recipes_are_nanogpts():
+    gpu = load_experiment(Path(CONFIGS[0]).parent / "shakespeare_char.toml")
+    model = gpu.family.config(gpu.model_values(vocab_size=65, pad_id=None, bos_id=None,
+                                               eos_id=None))  # fmt: skip
+    assert (model.num_layers, model.num_heads, model.d_model, model.context_length) == (
+        6, 6, 384, 256,
+    )  # fmt: skip
+    assert model.dropout == 0.2 and not model.bias
+    t = gpu.train
+    assert (t.batch_size, t.max_steps, t.lr, t.min_lr, t.warmup) == (64, 5000, 1e-3, 1e-4, 100)
+    assert (t.beta2, t.weight_decay, t.clip_norm, t.optimizer) == (0.99, 0.1, 1.0, "adamw")
+    cpu = load_experiment(Path(CONFIGS[0]).parent / "shakespeare_char_cpu.toml")
+    model = cpu.family.config(cpu.model_values(vocab_size=65, pad_id=None, bos_id=None,
+                                               eos_id=None))  # fmt: skip
+    assert (model.num_layers, model.num_heads, model.d_model, model.context_length) == (
+        4, 4, 128, 64,
+    )  # fmt: skip
+    assert model.dropout == 0.0 and (cpu.train.batch_size, cpu.train.max_steps) == (12, 2000)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"task": "summarize"}, "task='summarize' is not supported"),
+        ({"task": "lm", "data": {"train_src": "a"}}, "unknown TextDataConfig key"),
+        ({"task": "lm", "model": {"preset": "bert_tiny"}}, "preset"),
+        ({"task": "lm", "model": {"eos_id": 3}}, "come from the tokenizer or data"),
+        ({"task": "classify", "model": {"num_labels": 3}}, "come from the tokenizer or data"),
+        ({"task": "lm", "tokenizer": {"kind": "bytes"}}, "kind"),
+        ({"task": "lm", "train": {"max_steps": 5, "optimizer": "sgd"}}, "optimizer"),
+    ],
+)
+def test_task_config_errors(values, message):
+    values = {"data": {"train": "t.txt"}, "train": {"max_steps": 5}, **values}
+    with pytest.raises(ConfigError, match=message):
+        experiment_from_dict(values)
 
 
 def test_multi30k_recipe_is_the_published_setup():

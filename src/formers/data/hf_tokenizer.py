@@ -109,6 +109,12 @@ class HFTokenizer:
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer)
+        # The trainer numbers tokens of equal frequency in hash-map order, which changes from run
+        # to run; number them in sorted order instead (specials first), so that training twice
+        # gives the same ids. WordPiece matches by string, so encoding is unchanged.
+        learned = sorted(set(tok.get_vocab(with_added_tokens=False)) - set(SPECIAL_TOKENS))
+        vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *learned])}
+        tok.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
