@@ -18,8 +18,9 @@ def test_shipped_recipes_validate(path):
     if config.task == "translate":
         derived.update(bos_id=1, eos_id=2)
     elif config.task in ("mlm", "classify"):
-        derived.update(cls_id=2, sep_id=3, mask_id=4, unk_id=1, num_labels=2 * (config.task == "classify"),
-                       mlm_head=config.task == "mlm")  # fmt: skip
+        classify = config.task == "classify"
+        derived.update(cls_id=2, sep_id=3, mask_id=4, unk_id=1, num_labels=2 * classify,
+                       mlm_head=not classify)  # fmt: skip
     model = config.family.config(config.model_values(**derived))
     assert model.vocab_size == 10000
 
