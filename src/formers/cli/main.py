@@ -7,7 +7,21 @@ import sys
 from collections.abc import Sequence
 
 from formers import __version__
-from formers.cli import average, data, demo, evaluate, info, train, translate
+from formers.cli import (
+    average,
+    convert,
+    data,
+    demo,
+    evaluate,
+    generate,
+    info,
+    predict,
+    train,
+    translate,
+)
+
+# in the order `formers --help` lists them
+COMMANDS = (demo, train, info, translate, generate, predict, evaluate, average, convert, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"formers {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, train, info, translate, evaluate, average, data):
+    for module in COMMANDS:
         module.add_parser(commands)
     return parser
 

@@ -27,7 +27,7 @@ class EncoderTask(Task):
         from formers.data.hf_tokenizer import HFTokenizer
         from formers.data.tokenizers import load_tokenizer
 
-        saved = load_tokenizer(self.run_dir)
+        saved = load_tokenizer(self.run_dir) if self.run_dir.is_dir() else None
         if saved is None:
             tc, init = self.cfg.tokenizer, self.cfg.model.get("init", "")
             if tc.kind != "wordpiece":

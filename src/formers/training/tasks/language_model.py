@@ -63,7 +63,7 @@ class LanguageModelTask(Task):
     def _tokenizer(self, text: str):
         from formers.data.tokenizers import load_tokenizer
 
-        saved = load_tokenizer(self.run_dir)
+        saved = load_tokenizer(self.run_dir) if self.run_dir.is_dir() else None
         if saved is not None:
             return saved
         tc = self.cfg.tokenizer

@@ -1,0 +1,100 @@
+"""``formers generate``: continue a prompt with a trained language model (a ``gpt`` checkpoint).
+
+The prompt is printed first, then the continuation as it is produced, token by token (as
+nanoGPT's ``sample.py`` prints its samples); ``--no-stream`` prints it all at the end instead.
+The text of each new token is found by :class:`formers.inference.detokenize.IncrementalDecoder`,
+so that words made of several pieces and characters made of several bytes come out right.
+``--temperature 0`` is greedy decoding; ``--seed`` makes sampling reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from formers.cli.families import require_architecture
+from formers.device import resolve_device
+from formers.inference.detokenize import IncrementalDecoder
+from formers.inference.generate import generate_stream
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "generate", help="continue a prompt with a trained language model (gpt checkpoint)"
+    )
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
+    p.add_argument(
+        "--prompt", default="", help="text to continue (default: empty, starting from BOS)"
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=200, metavar="N", help="tokens to generate (200)"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature; 0: greedy (1.0)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=0, metavar="K", help="sample from the K best; 0: all (0)"
+    )
+    p.add_argument(
+        "--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling; 1: off (1.0)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
+    p.add_argument(
+        "--no-stream", action="store_true", help="print the text at the end, not token by token"
+    )
+    p.set_defaults(run=run)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse bad sampling options before the checkpoint is loaded."""
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not args.temperature >= 0:
+        raise ValueError(f"--temperature must be >= 0 (0: greedy), got {args.temperature}")
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0 (0: off), got {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1] (1: off), got {args.top_p}")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_options(args)
+    device = resolve_device(args.device)
+
+    require_architecture(args.checkpoint, "gpt", "formers generate")
+
+    from formers.training.checkpoint import load_model  # the trainer's heavier imports: lazily
+
+    model, tokenizer, _ = load_model(args.checkpoint, device=device)
+    if tokenizer is None:
+        raise ValueError(
+            f"checkpoint {args.checkpoint} has no tokenizer; generating text needs the "
+            "tokenizer the model was trained with"
+        )
+    prompt = tokenizer.encode(args.prompt)
+    if not prompt and model.bos_id is None:
+        raise ValueError(
+            "the prompt is empty and this model has no BOS token to start from; give a --prompt"
+        )
+    # generate_stream checks the options and the prompt's length now, before anything is printed
+    tokens = generate_stream(
+        model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+    )  # fmt: skip
+    decoder = IncrementalDecoder(tokenizer, prompt)
+    out = sys.stdout
+    if args.no_stream:
+        text = "".join(decoder.push(token) for token in tokens) + decoder.flush()
+        out.write(f"{args.prompt}{text}\n")
+    else:
+        out.write(args.prompt)
+        out.flush()
+        for token in tokens:
+            text = decoder.push(token)
+            if text:
+                out.write(text)
+                out.flush()
+        out.write(f"{decoder.flush()}\n")
+    out.flush()
+    return 0
