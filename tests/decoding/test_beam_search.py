@@ -124,3 +124,51 @@ def _has_repeat(seq, n):
 def test_impossible_options_are_rejected(kwargs):
     with pytest.raises(ValueError):
         beam_search(tiny_model(), random_sources(2, 11), **kwargs)
+
+
+@pytest.mark.parametrize("early_stopping", ["sometimes", None, 1])
+def test_unknown_early_stopping_is_rejected(early_stopping):
+    with pytest.raises(ValueError, match="early_stopping"):
+        beam_search(tiny_model(), random_sources(2, 11), early_stopping=early_stopping)
+
+
+def test_later_stopping_only_adds_finished_hypotheses():
+    """A source's beams evolve the same whatever the stopping rule, so searching on (False,
+    then "never") only finishes more hypotheses: the best score can only improve."""
+    improved = 0
+    for seed in range(4):
+        model = tiny_model(seed=seed)
+        src = random_sources(6, 11, seed=seed)
+        runs = [
+            beam_search(
+                model,
+                src,
+                beam_size=3,
+                max_len_b=10,
+                length_penalty=lambda n: n,
+                early_stopping=rule,
+            )  # fmt: skip
+            for rule in (True, False, "never")
+        ]
+        for earlier, later in itertools.pairwise(runs):
+            assert (later.scores >= earlier.scores - 1e-6).all()
+            improved += int((later.scores > earlier.scores + 1e-6).sum())
+    assert improved > 0  # the rules do differ on these models
+
+
+def test_forced_eos_log_prob_scores_the_eos_forced_at_the_limit():
+    model = tiny_model(seed=3)
+    src = random_sources(4, 11, seed=3)
+    limit = 3
+    out = beam_search(model, src, beam_size=3, nbest=3, max_len_a=0.0, max_len_b=limit,
+                      forced_eos_log_prob=0.0)  # fmt: skip
+    checked = 0
+    for i, hyps in enumerate(out.nbest):
+        for h in hyps:
+            if len(h.tokens) == limit:  # EOS was forced: only the tokens before it count
+                expected = sequence_log_prob(model, src[i], h.tokens[:-1])
+                checked += 1
+            else:
+                expected = sequence_log_prob(model, src[i], h.tokens)
+            assert math.isclose(h.log_prob, expected, abs_tol=1e-4)
+    assert checked > 0

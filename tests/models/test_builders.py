@@ -119,6 +119,14 @@ def test_positions_sinusoidal():
     assert all(a.rotary is None for _, a in attentions(model))
 
 
+def test_positions_sinusoidal_halves():
+    model = build(positions="sinusoidal_halves", max_positions=16)
+    for embed in (model.src_embed, model.tgt_embed):
+        assert isinstance(embed.positions, SinusoidalPositionalEncoding)
+        expected = sinusoidal_table(torch.arange(16), 32, interleave=False)
+        assert torch.equal(embed.positions(16), expected)
+
+
 def test_positions_learned_are_separate_for_source_and_target():
     model = build(positions="learned", max_positions=50)
     src, tgt = model.src_embed.positions, model.tgt_embed.positions
@@ -177,6 +185,14 @@ def test_no_bias():
 
 def test_generator_has_no_bias_even_untied():
     assert build(tie_output=False).generator.bias is None
+
+
+@pytest.mark.parametrize("tie_output", [True, False])
+def test_output_bias_is_a_zero_initialized_bias_of_the_generator(tie_output):
+    model = build(output_bias=True, tie_output=tie_output)
+    assert model.generator.bias.shape == (37,)
+    assert torch.equal(model.generator.bias, torch.zeros(37))
+    assert (model.generator.weight is model.tgt_embed.token.weight) == tie_output
 
 
 @pytest.mark.parametrize(("scale_embeddings", "scale"), [(True, math.sqrt(32)), (False, 1.0)])

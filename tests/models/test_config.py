@@ -103,11 +103,17 @@ def test_special_ids_must_fit_the_smaller_vocabulary():
         make(tgt_vocab_size=20, share_embeddings=False, eos_id=20)
 
 
-def test_special_ids_must_differ():
-    with pytest.raises(ConfigError, match="must differ"):
-        make(pad_id=1, bos_id=1)
+def test_eos_must_differ_from_pad_and_bos():
     with pytest.raises(ConfigError, match="must differ"):
         make(eos_id=0)
+    with pytest.raises(ConfigError, match="must differ"):
+        make(bos_id=2)
+
+
+def test_bos_may_be_the_padding_token():
+    """Marian starts decoding from the padding token."""
+    cfg = make(pad_id=1, bos_id=1, eos_id=0)
+    assert cfg.bos_id == cfg.pad_id == 1
 
 
 @pytest.mark.parametrize("field", ["num_encoder_layers", "num_decoder_layers"])

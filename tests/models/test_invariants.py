@@ -34,7 +34,8 @@ TINY = dict(
 
 # Together these cover: post/pre-norm, layernorm/rmsnorm, relu/gelu/swiglu,
 # sinusoidal/learned/rotary, MHA/GQA/MQA, sdpa/eager, shared/separate vocabularies, tied/untied
-# output, with/without biases, scaled/unscaled embeddings, and unequal stack depths.
+# output, with/without biases, scaled/unscaled embeddings, and unequal stack depths; and Marian's
+# options: [sin | cos] sinusoid halves, an output bias, SiLU, and BOS = PAD.
 VARIANTS = {
     "paper": dict(),
     "prenorm-rmsnorm-swiglu-rotary-gqa": dict(
@@ -59,6 +60,9 @@ VARIANTS = {
     ),
     "no-bias-unscaled-prenorm-rmsnorm": dict(
         bias=False, scale_embeddings=False, norm_first=True, norm="rmsnorm"
+    ),
+    "marian-halves-output-bias-silu-bos-is-pad": dict(
+        positions="sinusoidal_halves", output_bias=True, activation="silu", bos_id=PAD
     ),
     "1+3-layers-rotary-gelu-prenorm": dict(
         num_encoder_layers=1,
@@ -339,7 +343,7 @@ def test_incremental_decoding_after_beam_reordering(cfg, expand):
 # --- positions beyond the precomputed tables ----------------------------------------------------
 
 
-@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+@pytest.mark.parametrize("positions", ["sinusoidal", "sinusoidal_halves", "rotary"])
 @torch.no_grad()
 def test_positions_beyond_the_precomputed_table_continue_it(positions):
     short = TransformerConfig(**{**TINY, "positions": positions, "max_positions": 8})

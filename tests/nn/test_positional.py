@@ -82,6 +82,15 @@ def test_sinusoid_shift_is_a_rotation():
     assert torch.allclose(pe[pos + k, 1::2], cos_shift, atol=1e-5)
 
 
+@pytest.mark.parametrize("max_len", [8, 64])  # 8: the rows beyond it are computed on the fly
+def test_sinusoid_halves_hold_the_same_values_as_sines_then_cosines(max_len):
+    """Marian's layout: the paper's sines in the first half, its cosines in the second."""
+    d = 16
+    interleaved = SinusoidalPositionalEncoding(d, max_len=max_len)(20, offset=3)
+    halves = SinusoidalPositionalEncoding(d, max_len=max_len, interleave=False)(20, offset=3)
+    assert torch.equal(halves, torch.cat([interleaved[:, 0::2], interleaved[:, 1::2]], dim=-1))
+
+
 def test_sinusoid_needs_even_width():
     with pytest.raises(ValueError, match="even"):
         SinusoidalPositionalEncoding(7)

@@ -103,11 +103,13 @@ def constrain(
     bos_id: int,
     eos_id: int,
     min_len: int = 0,
+    forced_eos: float | None = None,
 ) -> Tensor:
     """Apply the rules every search shares, in place, to ``(b, V)`` log-probabilities.
 
     Never emit padding or BOS; no EOS before ``min_len`` tokens; only EOS at a row's limit
-    (``limits``: ``(b,)``). Forbidden entries become ``-inf``; EOS keeps its log-probability.
+    (``limits``: ``(b,)``). Forbidden entries become ``-inf``; the EOS forced at the limit keeps
+    its log-probability, or scores ``forced_eos`` if given (Hugging Face's forced EOS scores 0).
     """
     lprobs[:, pad_id] = -torch.inf
     lprobs[:, bos_id] = -torch.inf
@@ -115,6 +117,8 @@ def constrain(
         lprobs[:, eos_id] = -torch.inf
     at_limit = limits <= step + 1  # (b,)
     eos = lprobs[:, eos_id].clone()
+    if forced_eos is not None:
+        eos.fill_(forced_eos)
     lprobs.masked_fill_(at_limit[:, None], -torch.inf)
     lprobs[:, eos_id] = torch.where(at_limit, eos, lprobs[:, eos_id])
     return lprobs

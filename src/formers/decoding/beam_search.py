@@ -8,8 +8,23 @@ arXiv 1609.08144), whose penalty is ``lp(Y) = ((5 + |Y|) / 6) ** alpha``; a hypo
 Each step, for every source, the ``2k`` best extensions of its ``k`` beams are found in one
 ``topk``. Extensions ending in EOS that rank among the first ``k`` are finished (as in fairseq and
 Hugging Face); the ``k`` best others continue, and the KV cache is reordered with them. A source
-is done when it has ``k`` finished hypotheses or reaches its length limit (where EOS is forced), and
-is then dropped from the batch. GNMT's coverage penalty is not implemented.
+is done when it reaches its length limit (where EOS is forced) or, by default, as soon as it has
+``k`` finished hypotheses; it is then dropped from the batch. The ``k`` beams of a source start
+identical, so the first step runs once per source and its state is then repeated for the beams.
+GNMT's coverage penalty is not implemented.
+
+``early_stopping`` chooses when a source with ``k`` finished hypotheses stops, with Hugging Face's
+names and rules (``transformers`` ``GenerationMixin._beam_search``):
+
+- ``True`` (fairseq, and the default here): at once;
+- ``False``: once the best live beam, scored at its current length, cannot beat the ``k``-th best
+  finished hypothesis (Hugging Face's default);
+- ``"never"``: once it cannot beat it at any length it may still reach (the score of a live beam
+  only falls, so for a monotone penalty the best case is its current length or the limit).
+
+With ``length_penalty=lambda n: n ** alpha`` and ``forced_eos_log_prob=0.0`` (Hugging Face's
+``ForcedEOSTokenLogitsProcessor`` gives the EOS forced at the limit a log-probability of 0) the
+search returns what ``generate(num_beams=k, length_penalty=alpha, early_stopping=...)`` returns.
 
 Shapes: n sources still searching, k beams, V vocabulary, c = min(2k, kV) candidates.
 """
@@ -53,6 +68,8 @@ def beam_search(
     min_len: int = 0,
     no_repeat_ngram_size: int = 0,
     length_penalty: Callable[[int], float] | None = None,
+    early_stopping: bool | str = True,
+    forced_eos_log_prob: float | None = None,
 ) -> DecodeOutput:
     """Find high-scoring outputs for a batch of sources.
 
@@ -66,7 +83,12 @@ def beam_search(
         max_len: an absolute cap on output length.
         min_len: no EOS before this many tokens.
         no_repeat_ngram_size: forbid repeating any n-gram of this size (0: off).
-        length_penalty: a custom ``lp(length)``, replacing the GNMT one.
+        length_penalty: a custom ``lp(length)``, replacing the GNMT one; e.g.
+            ``lambda n: n ** alpha`` is Hugging Face's ``length_penalty=alpha``.
+        early_stopping: when a source with ``beam_size`` finished hypotheses stops: ``True``,
+            ``False`` or ``"never"`` (see the module docstring).
+        forced_eos_log_prob: the log-probability credited to the EOS forced at the length
+            limit; ``None`` (the default) uses the model's, Hugging Face uses ``0.0``.
 
     Returns:
         :class:`~formers.decoding.base.DecodeOutput` with the best hypothesis per source in
@@ -77,12 +99,13 @@ def beam_search(
     if not 1 <= nbest <= beam_size:
         raise ValueError(f"nbest must be between 1 and beam_size ({beam_size}), got {nbest}")
     check_lengths(max_len_a, max_len_b, max_len, min_len)
+    if not (isinstance(early_stopping, bool) or early_stopping == "never"):
+        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     lp = length_penalty or gnmt_length_penalty(lenpen)
     k, device = beam_size, src.device
-    state = model.init_decoding(src)
+    state = model.init_decoding(src)  # one row per source until the first step is taken
     n_src = src.size(0)
     limits = max_lengths(state.src_lengths, max_len_a, max_len_b, max_len).to(device)  # (n,)
-    state.reorder(torch.arange(n_src, device=device).repeat_interleave(k))
     total = int(limits.max())
     tokens = torch.full((n_src * k, total + 1), model.pad_id, dtype=torch.long, device=device)
     tokens[:, 0] = model.bos_id
@@ -94,11 +117,15 @@ def beam_search(
 
     for step in range(total):
         n = sources.numel()
-        logits = model.decode_step(tokens[:, step : step + 1], state)  # (n*k, V)
+        if step == 0:  # the k beams of a source start identical: take the first step once
+            logits = model.decode_step(tokens[::k, :1], state).repeat_interleave(k, dim=0)
+        else:
+            logits = model.decode_step(tokens[:, step : step + 1], state)  # (n*k, V)
         lprobs = F.log_softmax(logits.float(), dim=-1)
         constrain(
             lprobs, step, limits.repeat_interleave(k), pad_id=model.pad_id,
             bos_id=model.bos_id, eos_id=model.eos_id, min_len=min_len,
+            forced_eos=forced_eos_log_prob,
         )  # fmt: skip
         ban_repeated_ngrams(lprobs, tokens[:, 1 : step + 1], no_repeat_ngram_size)
         vocab = lprobs.size(-1)
@@ -126,9 +153,9 @@ def beam_search(
         rows = (top_beam.gather(1, keep) + torch.arange(n, device=device)[:, None] * k).view(-1)
         next_token = top_token.gather(1, keep).view(-1)
 
-        counts = torch.tensor([len(finished[int(s)]) for s in sources], device=device)
         no_live_beam = ~torch.isfinite(beam_scores).any(dim=1)
-        done = (counts >= k) | (limits <= step + 1) | no_live_beam
+        full = _stop(finished, sources, beam_scores, limits, step, k, lp, early_stopping)
+        done = full.to(device) | (limits <= step + 1) | no_live_beam
         if bool(done.all()):
             break
         if bool(done.any()):
@@ -139,7 +166,7 @@ def beam_search(
             sources, limits = sources[searching], limits[searching]
         tokens = tokens.index_select(0, rows)
         tokens[:, step + 1] = next_token
-        state.reorder(rows)
+        state.reorder(rows // k if step == 0 else rows)  # after step 0: repeat for the beams
 
     nbest_lists: list[list[Hypothesis]] = []
     for hyps in finished:
@@ -149,3 +176,28 @@ def beam_search(
     best, lengths = pad_outputs([h[0].tokens for h in nbest_lists], model.pad_id)
     scores = torch.tensor([h[0].score for h in nbest_lists], device=device)
     return DecodeOutput(best, lengths, scores, nbest_lists)
+
+
+def _stop(
+    finished: list[list[Hypothesis]],
+    sources: Tensor,
+    beam_scores: Tensor,
+    limits: Tensor,
+    step: int,
+    k: int,
+    lp: Callable[[int], float],
+    early_stopping: bool | str,
+) -> Tensor:
+    """``(n,)``: which searching sources have ``k`` finished hypotheses and, unless
+    ``early_stopping`` is True, no live beam that could still beat the ``k``-th best of them."""
+    stop = []
+    for i, source in enumerate(sources.tolist()):
+        hyps = finished[source]
+        if len(hyps) < k or early_stopping is True:
+            stop.append(len(hyps) >= k)
+            continue
+        kth_best = sorted((h.score for h in hyps), reverse=True)[k - 1]
+        best_live = float(beam_scores[i, 0])  # beams are sorted, best first
+        lengths = [step + 1] if early_stopping is False else [step + 1, int(limits[i])]
+        stop.append(max(best_live / lp(n) for n in lengths) <= kth_best)
+    return torch.tensor(stop, dtype=torch.bool)

@@ -36,19 +36,38 @@ class Seq2SeqState:
         memory_mask: ``(b, 1, 1, s)`` source-padding mask.
         src_lengths: ``(b,)`` number of real source tokens.
         cache: the decoder's KV caches.
+        row_sources: ``(b,)`` which source (row of the encoded batch) each row decodes; by
+            default row ``i`` decodes source ``i``.
     """
 
     memory: Tensor | None
     memory_mask: Tensor
     src_lengths: Tensor
     cache: DecoderCache
+    row_sources: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.row_sources is None:
+            self.row_sources = torch.arange(self.batch_size, device=self.memory_mask.device)
 
     @property
     def batch_size(self) -> int:
         return self.memory_mask.size(0)
 
     def reorder(self, indices: Tensor) -> None:
-        """Keep rows ``indices`` (beam reordering, or repeating each source per beam)."""
+        """Keep rows ``indices`` (beam reordering, or repeating each source per beam).
+
+        What is derived from the source alone (memory, its mask and length, the cross-attention
+        caches) is the same in every row of a source. So when each row keeps its source, as when
+        beam search reorders the beams of each source among themselves, only the self-attention
+        caches are reordered.
+        """
+        sources = self.row_sources.index_select(0, indices)
+        keeps_sources = torch.equal(sources, self.row_sources)
+        self.row_sources = sources
+        if keeps_sources:
+            self.cache.reorder(indices, cross=False)
+            return
         if self.memory is not None:
             self.memory = self.memory.index_select(0, indices)
         self.memory_mask = self.memory_mask.index_select(0, indices)

@@ -60,10 +60,20 @@ class KVCache:
         return self._k[:, :, :end], self._v[:, :, :end]
 
     def reorder(self, indices: Tensor) -> None:
-        """Select batch rows (beam reordering): ``indices`` of shape ``(b_new,)``."""
+        """Select batch rows (beam reordering): ``indices`` of shape ``(b_new,)``.
+
+        Only the filled positions are copied, into new storage of the same capacity: beam search
+        reorders every step, and copying the whole preallocated capacity would cost several times
+        more than the attention itself.
+        """
         if self._k is not None:
-            self._k = self._k.index_select(0, indices)
-            self._v = self._v.index_select(0, indices)
+            self._k, self._v = (self._select(x, indices) for x in (self._k, self._v))
+
+    def _select(self, x: Tensor, indices: Tensor) -> Tensor:
+        out = x.new_empty(indices.numel(), *x.shape[1:])  # (b_new, g, capacity, d)
+        filled = slice(0, self.length)
+        torch.index_select(x[:, :, filled], 0, indices, out=out[:, :, filled])
+        return out
 
 
 class StaticKVCache:
@@ -103,9 +113,11 @@ class LayerCache:
     self_attn: KVCache = field(default_factory=KVCache)
     cross_attn: StaticKVCache | None = None
 
-    def reorder(self, indices: Tensor) -> None:
+    def reorder(self, indices: Tensor, *, cross: bool = True) -> None:
+        """Select batch rows; ``cross=False`` leaves the cross-attention cache as it is (for
+        reorders that keep each row's source, whose memory is the same)."""
         self.self_attn.reorder(indices)
-        if self.cross_attn is not None:
+        if cross and self.cross_attn is not None:
             self.cross_attn.reorder(indices)
 
 
@@ -129,6 +141,6 @@ class DecoderCache:
         """Number of target positions already decoded."""
         return self.layers[0].self_attn.length if self.layers else 0
 
-    def reorder(self, indices: Tensor) -> None:
+    def reorder(self, indices: Tensor, *, cross: bool = True) -> None:
         for layer in self.layers:
-            layer.reorder(indices)
+            layer.reorder(indices, cross=cross)

@@ -2,7 +2,12 @@
 
 - :class:`SinusoidalPositionalEncoding`: the paper's fixed encoding (Vaswani et al. 2017,
   arXiv 1706.03762, section 3.5): ``PE(pos, 2i) = sin(pos / 10000^(2i/d))``,
-  ``PE(pos, 2i+1) = cos(pos / 10000^(2i/d))``, sines and cosines interleaved.
+  ``PE(pos, 2i+1) = cos(pos / 10000^(2i/d))``, sines and cosines interleaved. With
+  ``interleave=False`` the same values are laid out as ``[sin | cos]`` halves (the first
+  ``d/2`` features are the sines, the last ``d/2`` the cosines), as in Marian (Junczys-Dowmunt
+  et al. 2018, arXiv 1804.00344) and Hugging Face's ``MarianMTModel``. The two layouts differ only
+  by a fixed permutation of the features, which a model trained from scratch absorbs; a
+  converted checkpoint needs the layout it was trained with.
 - :class:`LearnedPositionalEmbedding`: one trained vector per position (BERT, GPT-2); the
   paper found it "nearly identical" to the sinusoid (Table 3, row E).
 - :class:`RotaryEmbedding`: RoPE (Su et al. 2021, arXiv 2104.09864) rotates query/key pairs
@@ -21,13 +26,25 @@ import torch
 from torch import Tensor, nn
 
 
-def sinusoidal_table(positions: Tensor, d_model: int, base: float = 10000.0) -> Tensor:
-    """The paper's encoding for arbitrary positions: ``(...,) -> (..., d_model)``."""
+def sinusoidal_table(
+    positions: Tensor, d_model: int, base: float = 10000.0, *, interleave: bool = True
+) -> Tensor:
+    """The paper's encoding for arbitrary positions: ``(...,) -> (..., d_model)``.
+
+    Args:
+        positions: integer positions, any shape.
+        d_model: encoding width (even).
+        base: the wavelength base (10,000 in the paper).
+        interleave: sines at even and cosines at odd features (the paper); ``False`` puts all
+            sines first and all cosines second (Marian's layout), with the same frequencies.
+    """
     if d_model % 2:
         raise ValueError(f"sinusoidal encoding needs an even d_model, got {d_model}")
     i2 = torch.arange(0, d_model, 2, device=positions.device, dtype=torch.float32)
     inv_freq = torch.exp(-math.log(base) * i2 / d_model)  # 1 / base^(2i/d)
     angles = positions.to(torch.float32)[..., None] * inv_freq  # (..., d/2)
+    if not interleave:
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (..., d): [sin | cos]
     # interleave: even features sin, odd features cos
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
@@ -38,12 +55,15 @@ class SinusoidalPositionalEncoding(nn.Module):
     Args:
         d_model: model width (even).
         max_len: positions precomputed; longer inputs are computed on the fly.
+        interleave: the paper's interleaved sines and cosines (True) or Marian's ``[sin | cos]``
+            halves (False); see :func:`sinusoidal_table`.
     """
 
-    def __init__(self, d_model: int, max_len: int = 1024) -> None:
+    def __init__(self, d_model: int, max_len: int = 1024, *, interleave: bool = True) -> None:
         super().__init__()
         self.d_model = d_model
-        table = sinusoidal_table(torch.arange(max_len), d_model)
+        self.interleave = interleave
+        table = sinusoidal_table(torch.arange(max_len), d_model, interleave=interleave)
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, length: int, offset: int = 0) -> Tensor:
@@ -51,7 +71,8 @@ class SinusoidalPositionalEncoding(nn.Module):
         end = offset + length
         if end > self.table.size(0):
             positions = torch.arange(offset, end, device=self.table.device)
-            return sinusoidal_table(positions, self.d_model).to(self.table.dtype)
+            table = sinusoidal_table(positions, self.d_model, interleave=self.interleave)
+            return table.to(self.table.dtype)
         return self.table[offset:end]
 
 

@@ -70,8 +70,9 @@ def _ffn(cfg: TransformerConfig) -> nn.Module:
 
 
 def _positions(cfg: TransformerConfig) -> nn.Module | None:
-    if cfg.positions == "sinusoidal":
-        return SinusoidalPositionalEncoding(cfg.d_model, cfg.max_positions)
+    if cfg.positions in ("sinusoidal", "sinusoidal_halves"):
+        interleave = cfg.positions == "sinusoidal"
+        return SinusoidalPositionalEncoding(cfg.d_model, cfg.max_positions, interleave=interleave)
     if cfg.positions == "learned":
         return LearnedPositionalEmbedding(cfg.d_model, cfg.max_positions)
     return None  # rotary: positions enter inside attention
@@ -128,7 +129,7 @@ def build_transformer(config: TransformerConfig | dict[str, Any]) -> EncoderDeco
     scale = None if cfg.scale_embeddings else 1.0
     src_embed = Embeddings(src_token, _positions(cfg), cfg.dropout, scale)
     tgt_embed = Embeddings(tgt_token, _positions(cfg), cfg.dropout, scale)
-    generator = nn.Linear(cfg.d_model, cfg.target_vocab_size, bias=False)
+    generator = nn.Linear(cfg.d_model, cfg.target_vocab_size, bias=cfg.output_bias)
     model = EncoderDecoder(
         build_encoder(cfg),
         build_decoder(cfg),

@@ -15,7 +15,7 @@ from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
 from formers.nn.norms import NORMS
 
-POSITIONS = ("sinusoidal", "learned", "rotary")
+POSITIONS = ("sinusoidal", "sinusoidal_halves", "learned", "rotary")
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,19 @@ class TransformerConfig:
         activation: feed-forward kind: relu, gelu, gelu_tanh, silu, glu, reglu, geglu, swiglu.
         norm: "layernorm" or "rmsnorm"; norm_eps its epsilon.
         norm_first: pre-norm (True) or the paper's post-norm (False).
-        positions: "sinusoidal" (the paper), "learned" or "rotary".
+        positions: "sinusoidal" (the paper), "sinusoidal_halves" (the same sinusoid laid out as
+            ``[sin | cos]`` halves, as in Marian), "learned" or "rotary".
         max_positions: positions precomputed (sinusoidal/rotary) or learned (the limit).
         rope_base: rotary angle base.
         share_embeddings: one token embedding for source and target (needs one vocabulary).
         tie_output: the pre-softmax projection shares the target embedding's weight.
+        output_bias: the pre-softmax projection has a bias (Marian's ``final_logits_bias``;
+            the paper has none).
         scale_embeddings: multiply token embeddings by sqrt(d_model) (the paper does).
         bias: biases in the attention and feed-forward projections.
         kernel: attention kernel name ("sdpa" or "eager").
-        pad_id, bos_id, eos_id: special token ids.
+        pad_id, bos_id, eos_id: special token ids. ``bos_id`` (the decoder's start token) may
+            equal ``pad_id``, as in Marian; EOS must differ from both.
     """
 
     vocab_size: int
@@ -68,6 +72,7 @@ class TransformerConfig:
     rope_base: float = 10000.0
     share_embeddings: bool = True
     tie_output: bool = True
+    output_bias: bool = False
     scale_embeddings: bool = True
     bias: bool = True
     kernel: str = "sdpa"
@@ -109,7 +114,7 @@ class TransformerConfig:
         require_choice("norm", self.norm, NORMS)
         require_choice("positions", self.positions, POSITIONS)
         require_choice("kernel", self.kernel, KERNELS)
-        if self.positions == "sinusoidal":
+        if self.positions in ("sinusoidal", "sinusoidal_halves"):
             require(
                 self.d_model % 2 == 0,
                 f"sinusoidal positions need an even d_model, got {self.d_model}",
@@ -131,7 +136,11 @@ class TransformerConfig:
             require(
                 0 <= value < smallest, f"{name}={value} is outside the vocabulary [0, {smallest})"
             )
-        require(len(set(ids.values())) == 3, f"pad_id, bos_id and eos_id must differ, got {ids}")
+        # the start token may be the padding token (Marian); nothing may be confused with EOS
+        require(
+            self.eos_id not in (self.pad_id, self.bos_id),
+            f"eos_id must differ from pad_id and bos_id (bos_id may equal pad_id), got {ids}",
+        )
 
     @property
     def target_vocab_size(self) -> int:
