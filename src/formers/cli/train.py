@@ -1,4 +1,4 @@
-"""``formers train CONFIG [--set key=value ...]``: train a translation model from a TOML recipe."""
+"""``formers train CONFIG [--set key=value ...]``: train any task from a TOML recipe."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("train", help="train a translation model from a TOML config")
+    p = commands.add_parser(
+        "train", help="train a model (translate, lm, mlm or classify) from a TOML recipe"
+    )
     p.add_argument("config", help="a TOML recipe, e.g. configs/multi30k_en_de_cpu.toml")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 C = TypeVar("C")
+Self = TypeVar("Self", bound="DictConfig")
 
 
 class ConfigError(ValueError):
@@ -56,3 +57,20 @@ def require(condition: bool, message: str) -> None:
 def require_choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not supported; choose one of {sorted(choices)}")
+
+
+class DictConfig:
+    """``from_dict`` / ``to_dict`` / ``replace`` for the frozen dataclass configs of the model
+    families (unknown keys are refused with the valid ones listed; values are validated)."""
+
+    @classmethod
+    def from_dict(cls: type[Self], values: dict[str, Any]) -> Self:
+        """Build from a dict; an unknown key raises an error listing the valid keys."""
+        return config_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def replace(self: Self, **overrides: Any) -> Self:
+        """A copy with some fields changed (validated, unknown keys rejected)."""
+        return config_from_dict(type(self), {**self.to_dict(), **overrides})

@@ -6,11 +6,14 @@ modules never see it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from formers.models.config_base import check_types, config_from_dict, require, require_choice
+from formers.models.config_base import (
+    DictConfig,
+    check_types,
+    require,
+    require_choice,
+)
 from formers.nn.feed_forward import ACTIVATIONS
 from formers.nn.kernels import KERNELS
 
@@ -19,7 +22,7 @@ BERT_VOCAB_IDS = {"pad_id": 0, "unk_id": 100, "cls_id": 101, "sep_id": 102, "mas
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(DictConfig):
     """Hyperparameters of a BERT model and which head it carries.
 
     The defaults are BERT-base (section 3: L=12, H=768, A=12, 4H feed-forward) with its
@@ -111,15 +114,3 @@ class BertConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> BertConfig:
-        """Build from a dict; an unknown key raises an error listing the valid keys."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **overrides: Any) -> BertConfig:
-        """A copy with some fields changed (validated, unknown keys rejected)."""
-        return config_from_dict(type(self), {**self.to_dict(), **overrides})

@@ -7,11 +7,14 @@ modules never see it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from formers.models.config_base import check_types, config_from_dict, require, require_choice
+from formers.models.config_base import (
+    DictConfig,
+    check_types,
+    require,
+    require_choice,
+)
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
 from formers.nn.norms import NORMS
@@ -20,7 +23,7 @@ POSITIONS = ("learned", "rotary", "sinusoidal")
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(DictConfig):
     """Hyperparameters of a decoder-only Transformer language model.
 
     The defaults are GPT-2 small (124M parameters with its 50,257-token vocabulary), except
@@ -120,15 +123,3 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GPTConfig:
-        """Build from a dict; an unknown key raises an error listing the valid keys."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **overrides: Any) -> GPTConfig:
-        """A copy with some fields changed (validated, unknown keys rejected)."""
-        return config_from_dict(type(self), {**self.to_dict(), **overrides})

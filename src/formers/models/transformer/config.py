@@ -6,11 +6,14 @@ modules never see it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from formers.models.config_base import check_types, config_from_dict, require, require_choice
+from formers.models.config_base import (
+    DictConfig,
+    check_types,
+    require,
+    require_choice,
+)
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
 from formers.nn.norms import NORMS
@@ -19,7 +22,7 @@ POSITIONS = ("sinusoidal", "sinusoidal_halves", "learned", "rotary")
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(DictConfig):
     """Hyperparameters of an encoder-decoder Transformer.
 
     The defaults are the paper's base model (Table 3); ``dropout`` is the paper's ``P_drop``,
@@ -153,15 +156,3 @@ class TransformerConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TransformerConfig:
-        """Build from a dict; an unknown key raises an error listing the valid keys."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **overrides: Any) -> TransformerConfig:
-        """A copy with some fields changed (validated, unknown keys rejected)."""
-        return config_from_dict(type(self), {**self.to_dict(), **overrides})
