@@ -40,3 +40,14 @@ def test_console_script_is_installed():
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stdout.startswith("formers ")
+
+
+def test_info_covers_every_family(capsys):
+    """Exact counts of published shapes: GPT-2 small (124,439,808) and BERT-base with its
+    30,522-token vocabulary (109,482,240, the count of transformers' BertModel)."""
+    assert main(["info", "gpt2_small"]) == 0
+    assert "parameters: 124,439,808" in capsys.readouterr().out
+    assert main(["info", "bert_base"]) == 0
+    assert "parameters: 109,482,240" in capsys.readouterr().out
+    assert main(["info", "llama_small", "--vocab-size", "32000"]) == 0
+    assert '"family": "gpt"' in capsys.readouterr().out
