@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from formers import __version__
 from formers.cli import (
+    attention,
     average,
     convert,
     data,
@@ -21,7 +22,9 @@ from formers.cli import (
 )
 
 # in the order `formers --help` lists them
-COMMANDS = (demo, train, info, translate, generate, predict, evaluate, average, convert, data)
+COMMANDS = (
+    demo, train, info, translate, generate, predict, attention, evaluate, average, convert, data,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
