@@ -74,3 +74,10 @@ class DictConfig:
     def replace(self: Self, **overrides: Any) -> Self:
         """A copy with some fields changed (validated, unknown keys rejected)."""
         return config_from_dict(type(self), {**self.to_dict(), **overrides})
+
+
+def preset_values(presets: dict[str, dict[str, Any]], name: str, overrides: dict[str, Any]) -> dict:
+    """A named preset's values with ``overrides`` on top; an unknown name lists the presets."""
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
+    return {**presets[name], **overrides}

@@ -35,7 +35,7 @@ from typing import Any
 from torch import nn
 
 from formers.models.bert.config import BertConfig
-from formers.models.config_base import ConfigError
+from formers.models.config_base import preset_values
 from formers.nn.attention import MultiHeadAttention
 from formers.nn.encoder_embeddings import EncoderEmbeddings
 from formers.nn.encoder_heads import (
@@ -144,9 +144,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_config(name: str, **overrides: Any) -> BertConfig:
     """The config of a named preset with keyword overrides."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    values = {**PRESETS[name], **overrides}
+    values = preset_values(PRESETS, name, overrides)
     if name == "bert_tiny" and "vocab_size" not in values:
         raise TypeError("bert_tiny() needs vocab_size=..., the size of your WordPiece vocabulary")
     return BertConfig.from_dict(values)

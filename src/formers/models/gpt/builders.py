@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import nn
 
-from formers.models.config_base import ConfigError
+from formers.models.config_base import preset_values
 from formers.models.gpt.config import GPTConfig
 from formers.nn.attention import MultiHeadAttention
 from formers.nn.decoder_only import DecoderOnlyLM
@@ -198,9 +198,7 @@ def preset_config(name: str, **overrides: Any) -> GPTConfig:
 
     ``vocab_size`` is required for every preset but ``gpt2_small`` (it comes from the tokenizer).
     """
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    values = {**PRESETS[name], **overrides}
+    values = preset_values(PRESETS, name, overrides)
     if "vocab_size" not in values:
         raise TypeError(f"preset {name!r} needs vocab_size=..., the size of the vocabulary")
     return GPTConfig.from_dict(values)

@@ -28,7 +28,7 @@ from typing import Any
 
 from torch import nn
 
-from formers.models.config_base import ConfigError
+from formers.models.config_base import preset_values
 from formers.models.transformer.config import TransformerConfig
 from formers.nn.attention import MultiHeadAttention
 from formers.nn.embeddings import Embeddings
@@ -177,9 +177,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_config(name: str, **overrides: Any) -> TransformerConfig:
     """The config of a named preset with keyword overrides (``vocab_size`` is required)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    values = {**PRESETS[name], **overrides}
+    values = preset_values(PRESETS, name, overrides)
     if "vocab_size" not in values:
         raise TypeError(f"{name}() needs vocab_size=..., the size of the (shared) vocabulary")
     return TransformerConfig.from_dict(values)
