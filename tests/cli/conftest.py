@@ -14,6 +14,7 @@ import torch
 from formers.data.char_tokenizer import CharTokenizer
 from formers.data.hf_tokenizer import HFTokenizer
 from formers.data.tokenizer import Tokenizer
+from formers.models import TransformerConfig, build_transformer
 from formers.models.bert import BertConfig, build_bert
 from formers.models.gpt import GPTConfig, build_gpt
 from formers.training.checkpoint import save_checkpoint
@@ -111,3 +112,17 @@ def bert_body(tmp_path_factory, wordpiece) -> Path:
     """A BERT body without a head."""
     model = _peaky(build_bert(bert_config(wordpiece)), 5)
     return _save(tmp_path_factory.mktemp("bert_body") / "ckpt", model, wordpiece)
+
+
+@pytest.fixture(scope="session")
+def spm_translator(tmp_path_factory) -> Path:
+    """An encoder-decoder with a SentencePiece tokenizer and learned positions (64)."""
+    tokenizer = Tokenizer.train(SPM_TEXTS, 80)
+    cfg = TransformerConfig(
+        vocab_size=tokenizer.vocab_size, d_model=32, d_ff=64, num_heads=4,
+        num_encoder_layers=2, num_decoder_layers=2, dropout=0.0, positions="learned",
+        max_positions=64, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+    )  # fmt: skip
+    model = _peaky(build_transformer(cfg), 6)
+    return _save(tmp_path_factory.mktemp("translator") / "ckpt", model, tokenizer)

@@ -17,13 +17,15 @@ from formers.cli import (
     generate,
     info,
     predict,
+    serve,
     train,
     translate,
 )
 
 # in the order `formers --help` lists them
 COMMANDS = (
-    demo, train, info, translate, generate, predict, attention, evaluate, average, convert, data,
+    demo, train, info, translate, generate, predict, attention, serve, evaluate, average,
+    convert, data,
 )  # fmt: skip
 
 

@@ -111,7 +111,7 @@ def length_batches(
         yield batch
 
 
-def _position_limit(embed: nn.Module) -> int | None:
+def position_limit(embed: nn.Module) -> int | None:
     """How many positions an embedding can encode (``None``: unlimited)."""
     positions = getattr(embed, "positions", None)
     return positions.max_len if isinstance(positions, LearnedPositionalEmbedding) else None
@@ -194,7 +194,7 @@ def translate(
         model.to(device)
     run_device = _model_device(model)
     limits: dict[str, Any] = dict(max_len_a=max_len_a, max_len_b=max_len_b)
-    limits["max_len"] = _position_limit(model.tgt_embed)  # learned target positions cap outputs
+    limits["max_len"] = position_limit(model.tgt_embed)  # learned target positions cap outputs
     empty = tokenizer.decode([])
     results = [[Translation(empty, 0.0, [])] for _ in sentences]  # empty sources keep these
     todo = [i for i, ids in enumerate(sources) if ids]
@@ -233,7 +233,7 @@ def _search(
 
 def _check_sources(model: nn.Module, sources: list[list[int]], max_tokens: int) -> None:
     """Refuse sources the model cannot encode, naming the first offending one (1-based)."""
-    limit = _position_limit(model.src_embed)
+    limit = position_limit(model.src_embed)
     vocab = model.src_embed.token.num_embeddings
     total = len(sources)
     for i, ids in enumerate(sources, start=1):

@@ -162,14 +162,28 @@ def capture_attention(
 def _encoder_decoder(
     model: EncoderDecoder, tokenizer: Any, src: str, ids: list[int], tgt: str | None, beam: int
 ) -> AttentionRecord:
-    if tgt is None:
-        from formers.inference.translate import translate
+    from formers.inference.translate import position_limit, translate
 
+    source_limit = position_limit(model.src_embed)
+    if source_limit is not None and len(ids) > source_limit:
+        raise ValueError(
+            f"the source has {len(ids)} tokens but the encoder has only {source_limit} learned "
+            "positions; shorten it"
+        )
+    if tgt is None:
         output = translate(model, tokenizer, [src], beam=beam)[0][0]
         out_ids, tgt = list(output.tokens), output.text
     else:
         out_ids = [int(i) for i in tokenizer.encode(tgt)]
+        if not out_ids:
+            raise ValueError("the target text has no tokens; give a non-empty tgt or none")
     decoder_input = [model.bos_id, *out_ids]
+    target_limit = position_limit(model.tgt_embed)
+    if target_limit is not None and len(decoder_input) > target_limit:
+        raise ValueError(
+            f"the target has {len(out_ids)} tokens, which with BOS is more than the decoder's "
+            f"{target_limit} learned positions; shorten it"
+        )
     with _inference(model):
         _, maps = model.forward_with_attention(_batch(ids, model), _batch(decoder_input, model))
     views = {

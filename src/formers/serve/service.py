@@ -1,0 +1,306 @@
+"""The model behind ``formers serve``: one checkpoint, the task it does, and the request limits.
+
+:class:`ModelService` holds a loaded checkpoint of any family and answers the requests the
+HTTP layer (:mod:`formers.serve.app`) passes on, as plain dicts ready to be sent as JSON:
+
+=================  ===============  ======================================================
+family             task             method
+=================  ===============  ======================================================
+encoder-decoder    ``translate``    :meth:`ModelService.translate` (beam search)
+decoder-only       ``generate``     :meth:`ModelService.generate` (KV-cached sampling)
+encoder-only       ``classify``     :meth:`ModelService.classify` (classification head)
+encoder-only       ``fill``         :meth:`ModelService.fill` (masked LM head)
+any                (all)            :meth:`ModelService.attention` (:mod:`formers.viz`)
+=================  ===============  ======================================================
+
+Every text is checked against :class:`Limits` before the model sees it; a refused request
+raises :class:`RequestError`, which carries the HTTP status to answer with (400 for a bad value,
+413 for too much, 404 for a task this model does not do). The model runs under a lock, one
+request at a time: PyTorch already uses every core for one request, and the lock bounds memory
+whatever the number of connections.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
+FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert": "encoder-only"}
+# translate()'s max_len_b: a translation has at most (source tokens + 50) tokens, so a target
+# given to /attention may be that much longer than a source (it is often the service's own
+# output), and twice as many characters
+TARGET_SLACK = 50
+
+
+class RequestError(ValueError):
+    """A request the service refuses; ``status`` is the HTTP status code to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; more is refused with a 4xx status, never truncated.
+
+    Attributes:
+        max_chars: characters in one text.
+        max_tokens: tokens in one text (also capped by the positions the model has).
+        max_batch: texts in one request.
+        max_new_tokens: tokens one ``/generate`` request may produce.
+        max_beam: the widest beam one ``/translate`` request may use.
+    """
+
+    max_chars: int = 1000
+    max_tokens: int = 256
+    max_batch: int = 32
+    max_new_tokens: int = 256
+    max_beam: int = 8
+
+    def __post_init__(self) -> None:
+        bad = [f"{name}={value!r}" for name, value in asdict(self).items() if value < 1]
+        if bad:
+            raise ValueError(f"limits must be >= 1: {', '.join(bad)}")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class ModelService:
+    """One loaded checkpoint answering requests (see the module docstring).
+
+    Args:
+        model: the model, in eval mode.
+        tokenizer: its tokenizer.
+        config: the checkpoint's ``config.json`` contents (``architecture``, ``model``).
+        limits: what one request may ask for.
+        name: how :meth:`describe` names the model (e.g. the checkpoint directory).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        config: dict[str, Any],
+        *,
+        limits: Limits | None = None,
+        name: str = "",
+    ) -> None:
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.limits = limits or Limits()
+        self.family = config.get("architecture", "transformer")
+        model_config = config.get("model", {})
+        if self.family == "bert":
+            if model_config.get("num_labels", 0) > 0:
+                self.task = "classify"
+            elif model_config.get("mlm_head", False):
+                self.task = "fill"
+            else:
+                raise ValueError(
+                    f"{name or 'the checkpoint'} is a BERT body without a head (no classifier, "
+                    "no masked LM head): there is nothing to serve"
+                )
+        else:
+            self.task = TASK_OF_FAMILY[self.family]
+        self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls, checkpoint: str | os.PathLike, *, device: str = "cpu", limits: Limits | None = None
+    ) -> ModelService:
+        """Load ``checkpoint`` (any family) onto ``device``.
+
+        Raises:
+            CheckpointError: a missing or broken checkpoint.
+            ValueError: a checkpoint without a tokenizer, or a BERT body without a head.
+        """
+        from formers.device import resolve_device
+        from formers.training.checkpoint import load_model
+
+        model, tokenizer, config = load_model(checkpoint, device=resolve_device(device))
+        if tokenizer is None:
+            raise ValueError(
+                f"checkpoint {checkpoint} has no tokenizer; serving needs the tokenizer the "
+                "model was trained with"
+            )
+        return cls(model, tokenizer, config, limits=limits, name=str(checkpoint))
+
+    def _model_token_limit(self, model_config: dict[str, Any]) -> int:
+        if self.family == "gpt":
+            return int(self.model.context_length)
+        limit = int(model_config.get("max_positions", self.limits.max_tokens))
+        return limit - 2 if self.family == "bert" else limit  # BERT adds [CLS] and [SEP]
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /health`` answers: the model, its task and the limits."""
+        parameters = sum(p.numel() for p in self.model.parameters())
+        limits = {**self.limits.to_dict(), "max_tokens": self.max_tokens}
+        return {
+            "status": "ok",
+            "checkpoint": self.name,
+            "family": FAMILY_NAMES[self.family],
+            "task": self.task,
+            "parameters": parameters,
+            "limits": limits,
+        }
+
+    # --- checks --------------------------------------------------------------------------
+
+    def require_task(self, task: str) -> None:
+        """Refuse (404) a task this model does not do, naming the one it does."""
+        if task != self.task:
+            raise RequestError(
+                f"this {FAMILY_NAMES[self.family]} model does not {task}; it answers "
+                f"POST /{self.task} (and POST /attention)",
+                status=404,
+            )
+
+    def check_texts(
+        self,
+        texts: Sequence[str],
+        what: str = "text",
+        *,
+        max_chars: int | None = None,
+        max_tokens: int | None = None,
+    ) -> list[list[int]]:
+        """The token ids of each text, after checking the batch and each text against the limits.
+
+        Raises:
+            RequestError: no texts (400), more than ``max_batch`` texts (413), a blank text
+                (400), a text of more than ``max_chars`` characters or ``max_tokens`` tokens
+                (413). Texts are named by position (``texts[3]``) when there are several.
+        """
+        max_chars, max_tokens = max_chars or self.limits.max_chars, max_tokens or self.max_tokens
+        if not texts:
+            raise RequestError(f"no {what}s given: send at least one")
+        if len(texts) > self.limits.max_batch:
+            raise RequestError(
+                f"{len(texts)} {what}s in one request; the limit is {self.limits.max_batch}",
+                status=413,
+            )
+        ids = []
+        for i, text in enumerate(texts):
+            where = f"{what}s[{i}]" if len(texts) > 1 else what
+            if not text.strip():
+                raise RequestError(f"{where} is empty: give a non-blank text")
+            if len(text) > max_chars:
+                raise RequestError(
+                    f"{where} has {len(text)} characters; the limit is {max_chars}",
+                    status=413,
+                )
+            tokens = [int(t) for t in self.tokenizer.encode(text)]
+            if len(tokens) > max_tokens:
+                raise RequestError(
+                    f"{where} has {len(tokens)} tokens; the limit is {max_tokens}",
+                    status=413,
+                )
+            ids.append(tokens)
+        return ids
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def translate(self, texts: Sequence[str], *, beam: int = 4, lenpen: float = 0.6) -> dict:
+        """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``."""
+        from formers.inference.translate import translate
+
+        self.require_task("translate")
+        if not 1 <= beam <= self.limits.max_beam:
+            raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
+        if lenpen < 0:
+            raise RequestError(f"lenpen must be >= 0, got {lenpen}")
+        self.check_texts(texts)
+        with self._lock:
+            found = translate(self.model, self.tokenizer, list(texts), beam=beam, lenpen=lenpen)
+        return {"translations": [{"text": t[0].text, "score": t[0].score} for t in found]}
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 100,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> dict:
+        """``{"prompt", "completion", "text", "tokens"}``: the prompt continued."""
+        from formers.inference.generate import generate
+
+        self.require_task("generate")
+        if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
+            raise RequestError(
+                f"max_new_tokens must be in [1, {self.limits.max_new_tokens}], got {max_new_tokens}"
+            )
+        (ids,) = self.check_texts([prompt], "prompt")
+        with self._lock:
+            new = generate(
+                self.model, ids, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_k=top_k, top_p=top_p, seed=seed,
+            )  # fmt: skip
+        completion = self.tokenizer.decode([*ids, *new])[len(self.tokenizer.decode(ids)) :]
+        return {"prompt": prompt, "completion": completion, "text": prompt + completion,
+                "tokens": len(new)}  # fmt: skip
+
+    def classify(self, texts: Sequence[str]) -> dict:
+        """``{"predictions": [{"label", "probabilities"}, ...]}`` in the order of ``texts``."""
+        from formers.inference.encoder import classify
+
+        self.require_task("classify")
+        self.check_texts(texts)
+        with self._lock:
+            probs = classify(self.model, self.tokenizer, list(texts))
+        return {
+            "predictions": [
+                {"label": int(row.argmax()), "probabilities": row.tolist()} for row in probs
+            ]
+        }
+
+    def fill(self, texts: Sequence[str], *, top_k: int = 5) -> dict:
+        """``{"fills": [{"text", "masks": [[{"token", "probability"}, ...]]}, ...]}``."""
+        from formers.inference.encoder import fill_masks
+
+        self.require_task("fill")
+        if not 1 <= top_k <= 100:
+            raise RequestError(f"top_k must be in [1, 100], got {top_k}")
+        self.check_texts(texts)
+        with self._lock:
+            filled = fill_masks(self.model, self.tokenizer, list(texts), top_k=top_k)
+        return {
+            "fills": [
+                {"text": f.text,
+                 "masks": [[{"token": t, "probability": p} for t, p in m] for m in f.candidates]}
+                for f in filled
+            ]
+        }  # fmt: skip
+
+    def attention(self, text: str, tgt: str | None = None, *, beam: int = 4) -> dict:
+        """Every layer's and head's attention on ``text`` (:meth:`AttentionRecord.to_dict`).
+
+        For a translation model the decoder reads ``tgt`` (forced decoding; it may have
+        ``TARGET_SLACK`` more tokens and twice the characters a source may have) or, without
+        it, the beam-search translation of ``text``.
+        """
+        from formers.viz import capture_attention
+
+        if tgt is not None and self.family != "transformer":
+            raise RequestError(f"tgt is for translation models; this one does {self.task}")
+        if not 1 <= beam <= self.limits.max_beam:
+            raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
+        self.check_texts([text])
+        if tgt is not None:
+            self.check_texts(
+                [tgt], "tgt", max_chars=2 * self.limits.max_chars,
+                max_tokens=self.max_tokens + TARGET_SLACK,
+            )  # fmt: skip
+        with self._lock, torch.inference_mode():
+            record = capture_attention(self.model, self.tokenizer, text, tgt, beam=beam)
+        return record.to_dict()

@@ -1,0 +1,266 @@
+"""``formers serve`` over real HTTP on 127.0.0.1: answers equal the library's, bad input gets a
+clear 4xx, and 50 concurrent requests are all answered (each with its own text's answer).
+
+References: the answers are compared with the library functions run directly on the same
+checkpoint (:func:`translate`, :func:`generate`, :func:`classify`, :func:`fill_masks`,
+:func:`capture_attention`), which their own tests check against PyTorch and Hugging Face.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="formers serve needs fastapi (pip install formers[serve])")
+pytest.importorskip("uvicorn", reason="formers serve needs uvicorn (pip install formers[serve])")
+httpx = pytest.importorskip("httpx", reason="the HTTP tests need httpx (the dev extra)")
+
+from serve_helpers import running  # noqa: E402
+
+from formers.inference.encoder import classify, fill_masks  # noqa: E402
+from formers.inference.generate import generate  # noqa: E402
+from formers.inference.translate import translate  # noqa: E402
+from formers.serve import Limits  # noqa: E402
+from formers.training.checkpoint import load_model  # noqa: E402
+from formers.viz import capture_attention  # noqa: E402
+
+SENTENCES = [
+    "the quick brown fox",
+    "a cat sat on the mat",
+    "naïve café owners",
+    "the lazy dog looked at the cat",
+    "tokenization works",
+]
+LIMITS = Limits(max_chars=200, max_tokens=40, max_batch=8, max_new_tokens=16, max_beam=5)
+
+
+@pytest.fixture(scope="module")
+def translator(spm_translator):
+    with running(spm_translator, LIMITS) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def reference(spm_translator):
+    model, tokenizer, _ = load_model(spm_translator)
+    return model, tokenizer
+
+
+def post(url: str, path: str, body, **kwargs) -> httpx.Response:
+    return httpx.post(url + path, json=body, timeout=60, **kwargs)
+
+
+def test_health_names_the_model_and_limits(translator, spm_translator):
+    answer = httpx.get(translator + "/health").json()
+    assert answer["status"] == "ok"
+    assert (answer["family"], answer["task"]) == ("encoder-decoder", "translate")
+    assert answer["checkpoint"] == str(spm_translator)
+    assert answer["limits"] == {**LIMITS.to_dict(), "max_tokens": 40}
+    assert answer["parameters"] > 0
+
+
+def test_translate_equals_the_library(translator, reference):
+    model, tokenizer = reference
+    expected = [t[0] for t in translate(model, tokenizer, SENTENCES, beam=3, lenpen=1.0)]
+    batch = post(translator, "/translate", {"texts": SENTENCES, "beam": 3, "lenpen": 1.0})
+    assert batch.status_code == 200, batch.text
+    got = batch.json()["translations"]
+    assert [t["text"] for t in got] == [e.text for e in expected]
+    assert [t["score"] for t in got] == pytest.approx([e.score for e in expected], abs=1e-5)
+    assert len({t["text"] for t in got}) > 1  # the texts differ: the order check means something
+    one = post(translator, "/translate", {"text": SENTENCES[1], "beam": 3, "lenpen": 1.0})
+    assert one.json()["translations"][0]["text"] == expected[1].text
+
+
+def test_attention_equals_capture(translator, reference):
+    model, tokenizer = reference
+    expected = capture_attention(model, tokenizer, SENTENCES[0], "the cat")
+    answer = post(translator, "/attention", {"text": SENTENCES[0], "tgt": "the cat"}).json()
+    assert (answer["source"], answer["target"]) == (expected.source, expected.target)
+    for view in ("encoder", "decoder", "cross"):
+        np.testing.assert_allclose(answer["views"][view], expected.views[view], atol=1e-4)
+    searched = post(translator, "/attention", {"text": SENTENCES[0], "beam": 2}).json()
+    assert searched["text"]["tgt"] == translate(model, tokenizer, SENTENCES[:1], beam=2)[0][0].text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/translate", {"text": ""}, 400, "text is empty"),
+        ("/translate", {"text": "   "}, 400, "text is empty"),
+        ("/translate", {"texts": []}, 400, "no texts"),
+        ("/translate", {"texts": ["ok", " "]}, 400, r"texts\[1\] is empty"),
+        ("/translate", {"text": "x" * 201}, 413, "201 characters; the limit is 200"),
+        ("/translate", {"text": "the cat " * 14}, 413, "tokens; the limit is 40"),
+        ("/translate", {"texts": ["a cat"] * 9}, 413, "9 texts in one request; the limit is 8"),
+        ("/translate", {"text": "a cat", "beam": 0}, 400, r"beam must be in \[1, 5\]"),
+        ("/translate", {"text": "a cat", "beam": 6}, 400, r"beam must be in \[1, 5\]"),
+        ("/translate", {"text": "a cat", "lenpen": -1}, 400, "lenpen must be >= 0"),
+        ("/translate", {"text": "a", "texts": ["b"]}, 422, "exactly one of 'text'"),
+        ("/translate", {}, 422, "exactly one of 'text'"),
+        ("/translate", {"text": 3}, 422, "text: Input should be a valid string"),
+        ("/translate", {"txt": "a cat"}, 422, "unknown field 'txt'; valid fields: text, texts"),
+        ("/translate", [1, 2], 422, "Input should be a valid dictionary"),
+        ("/generate", {"prompt": "a cat"}, 404, "does not generate; it answers POST /translate"),
+        ("/classify", {"text": "a cat"}, 404, "it answers POST /translate"),
+        ("/attention", {"text": "a cat", "tgt": " "}, 400, "tgt is empty"),
+        (
+            "/attention",
+            {"text": "a cat", "tgt": "the cat " * 46},
+            413,
+            "138 tokens; the limit is 90",
+        ),
+        ("/attention", {"text": "a cat", "tgt": "the cat " * 30}, 400, "decoder's 64 learned posi"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(translator, path, body, status, message):
+    response = post(translator, path, body)
+    assert response.status_code == status, response.text
+    assert re.search(message, response.json()["detail"]), response.json()
+
+
+def test_a_target_may_be_longer_than_a_source(translator):
+    # 42 tokens: more than a source may have (40), as a translation of one may (40 + 50)
+    answer = post(translator, "/attention", {"text": "a cat", "tgt": "the cat " * 14})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["target"]) == 43  # BOS + 42
+
+
+def test_malformed_json_is_400(translator):
+    response = httpx.post(
+        translator + "/translate",
+        content=b'{"text": "a cat",',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("malformed JSON")
+
+
+def test_body_limits(spm_translator):
+    with running(spm_translator, LIMITS, max_body_bytes=200) as url:
+        big = post(url, "/translate", {"texts": ["a cat " * 5] * 8})
+        assert big.status_code == 413 and "the limit is 200" in big.json()["detail"]
+        assert post(url, "/translate", {"text": "a cat"}).status_code == 200
+        # a chunked body has no Content-Length: refused before it is read
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        connection.putrequest("POST", "/translate")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        body = json.dumps({"text": "a cat"}).encode()
+        connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        response = connection.getresponse()
+        assert response.status == 411
+        assert "Content-Length" in json.loads(response.read())["detail"]
+        connection.close()
+
+
+def test_fifty_concurrent_requests_are_all_answered(translator, reference):
+    model, tokenizer = reference
+    texts = [f"{SENTENCES[i % len(SENTENCES)]} {'dog ' * (i % 7)}".strip() for i in range(50)]
+    expected = [t[0].text for t in translate(model, tokenizer, texts, beam=2)]
+
+    def ask(text: str) -> tuple[int, str]:
+        response = post(translator, "/translate", {"text": text, "beam": 2})
+        return response.status_code, response.json()["translations"][0]["text"]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(ask, texts))
+    assert [status for status, _ in answers] == [200] * 50
+    assert [text for _, text in answers] == expected  # each request got its own text's answer
+    assert len(set(expected)) > 3
+
+
+def test_page_is_self_contained(translator):
+    page = httpx.get(translator + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "formersAttention" in page.text and 'id="form"' in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # nothing from the web
+
+
+def test_generate_equals_the_library(char_gpt):
+    model, tokenizer, _ = load_model(char_gpt)
+    prompt = "hello wo"
+    ids = tokenizer.encode(prompt)
+    new = generate(model, ids, max_new_tokens=10, temperature=0.9, top_k=5, seed=7)
+    expected = tokenizer.decode([*ids, *new])
+    with running(char_gpt, Limits(max_new_tokens=10)) as url:
+        body = {"prompt": prompt, "max_new_tokens": 10, "temperature": 0.9, "top_k": 5, "seed": 7}
+        answer = post(url, "/generate", body).json()
+        assert answer["text"] == expected and answer["tokens"] == len(new)
+        assert answer["prompt"] + answer["completion"] == answer["text"]
+        too_many = post(url, "/generate", {**body, "max_new_tokens": 11})
+        assert too_many.status_code == 400 and "[1, 10]" in too_many.json()["detail"]
+        too_long = post(url, "/generate", {"prompt": "h" * 25, "max_new_tokens": 5})  # context 24
+        assert too_long.status_code == 413 and "the limit is 24" in too_long.json()["detail"]
+        bad = post(url, "/generate", {"prompt": "he", "temperature": -1, "max_new_tokens": 5})
+        assert bad.status_code == 400 and "temperature" in bad.json()["detail"]
+        tgt = post(url, "/attention", {"text": "he", "tgt": "x"})
+        assert tgt.status_code == 400 and "tgt is for translation" in tgt.json()["detail"]
+        record = post(url, "/attention", {"text": prompt}).json()
+        assert record["family"] == "decoder-only" and record["causal"]
+        weights = np.array(record["views"]["self"])  # (L, H, n, n)
+        assert np.allclose(np.triu(weights, k=1), 0)  # causal: nothing above the diagonal
+
+
+def test_classify_and_fill_equal_the_library(bert_classifier, bert_mlm):
+    texts = ["the movie was wonderful", "a dull film with no heart"]
+    model, tokenizer, _ = load_model(bert_classifier)
+    probs = classify(model, tokenizer, texts)
+    with running(bert_classifier) as url:
+        got = post(url, "/classify", {"texts": texts}).json()["predictions"]
+        np.testing.assert_allclose([g["probabilities"] for g in got], probs.numpy(), atol=1e-6)
+        assert [g["label"] for g in got] == probs.argmax(-1).tolist()
+        assert post(url, "/fill", {"text": "a [MASK]"}).status_code == 404
+    model, tokenizer, _ = load_model(bert_mlm)
+    masked = ["the movie was [MASK] and moving", "[MASK] cat sat on the [MASK]"]
+    expected = fill_masks(model, tokenizer, masked, top_k=3)
+    with running(bert_mlm) as url:
+        got = post(url, "/fill", {"texts": masked, "top_k": 3}).json()["fills"]
+        assert [g["text"] for g in got] == [e.text for e in expected]
+        assert [len(g["masks"]) for g in got] == [1, 2]
+        assert got[1]["masks"][0][0]["token"] == expected[1].candidates[0][0][0]
+
+
+def test_cli_serves_on_localhost(spm_translator):
+    command = [sys.executable, "-m", "formers.cli.main", "serve", "--checkpoint",
+               str(spm_translator), "--port", "0", "--threads", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, lines = time.monotonic() + 120, []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                break
+        assert found, "".join(lines)
+        assert "serving encoder-decoder model" in "".join(lines)
+        url = f"http://127.0.0.1:{found.group(1)}"
+        assert httpx.get(url + "/health").json()["task"] == "translate"
+        answer = post(url, "/translate", {"text": SENTENCES[0]})
+        assert answer.status_code == 200 and "translations" in answer.json()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_cli_refuses_bad_options(spm_translator, capsys):
+    from formers.cli.main import main
+
+    assert main(["serve", "--checkpoint", str(spm_translator), "--max-chars", "0"]) == 2
+    assert "limits must be >= 1: max_chars=0" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(spm_translator), "--port", "70000"]) == 2
+    assert "--port must be in [0, 65535]" in capsys.readouterr().err
