@@ -4,15 +4,22 @@ No download and no GPU: the task (copy, reverse or sort symbol sequences) is gen
 fly. After training it decodes held-out sequences with beam search and prints the encoder-decoder
 attention of one example as a text heatmap: for reversal, the anti-diagonal shows each output
 position reading the mirrored input position.
+
+With ``--save DIR`` the trained model is written as an ordinary checkpoint, with a
+:class:`~formers.data.symbol_tokenizer.SymbolTokenizer` (text: symbols separated by spaces), so
+that ``formers translate``, ``formers attention`` and ``formers serve`` read it like any other.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
+from pathlib import Path
 
 import torch
 
+from formers.data.symbol_tokenizer import SymbolTokenizer
 from formers.data.synthetic import NUM_SPECIAL, TASKS, SyntheticTask
 from formers.decoding import beam_search
 from formers.models import TransformerConfig, build_transformer
@@ -31,10 +38,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--length", type=int, default=10, help="maximum sequence length")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument(
+        "--save", metavar="DIR", help="save the model as a checkpoint (translate, attention, serve)"
+    )
     p.set_defaults(run=run)
 
 
 def demo_config(task: SyntheticTask) -> TransformerConfig:
+    """The demo's model: 2+2 layers, d_model 64, 4 heads, the task's vocabulary."""
     return TransformerConfig(
         vocab_size=task.vocab_size, d_model=64, d_ff=128, num_heads=4,
         num_encoder_layers=2, num_decoder_layers=2, dropout=0.0,
@@ -42,6 +53,7 @@ def demo_config(task: SyntheticTask) -> TransformerConfig:
 
 
 def symbols(ids: list[int]) -> str:
+    """The symbols of ``ids`` separated by spaces, specials dropped."""
     return " ".join(str(i - NUM_SPECIAL + 1) for i in ids if i >= NUM_SPECIAL)
 
 
@@ -60,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --batch-size must be >= 1 and --length >= 2")
     if args.threads:
         torch.set_num_threads(args.threads)
+    save = Path(args.save) if args.save else None
+    if save is not None and not save.parent.is_dir():  # before training, not after
+        raise FileNotFoundError(f"--save {args.save}: the folder {save.parent} does not exist")
     task = SyntheticTask(args.task, min_len=max(2, args.length // 2), max_len=args.length)
     torch.manual_seed(args.seed)
     model = build_transformer(demo_config(task))
@@ -90,4 +105,25 @@ def run(args: argparse.Namespace) -> int:
     print("(a row per output symbol it predicts, a column per input symbol)")
     rows = symbols(batch.tgt_out[0, :n].tolist()).split() + ["</s>"]
     print(heatmap(cross, rows, symbols(src[0].tolist()).split()))
+    if save is not None:
+        save_demo(model, task, save, example=symbols(src[0].tolist()))
     return 0
+
+
+def save_demo(model: torch.nn.Module, task: SyntheticTask, directory: Path, example: str) -> None:
+    """Save ``model`` as a checkpoint with its :class:`SymbolTokenizer`; print what to run next."""
+    from formers.training.checkpoint import save_checkpoint  # the trainer's imports: lazily
+
+    tokenizer = SymbolTokenizer(task.num_symbols)
+    learned = dict(
+        task=task.kind, num_symbols=task.num_symbols, min_len=task.min_len, max_len=task.max_len
+    )
+    config = {"model": demo_config(task).to_dict(), "demo": learned}
+    save_checkpoint(directory, model, config, tokenizer=tokenizer)
+    where, text = shlex.quote(str(directory)), shlex.quote(example)
+    lengths = f"{task.min_len}-{task.max_len}"
+    print(f"\nsaved the model to {directory} (it learned sequences of {lengths} symbols); try:")
+    print(f"  echo {text} | formers translate --checkpoint {where}")
+    print(f"  formers attention --checkpoint {where} --src {text} --out attention.html")
+    print(f"  formers attention --checkpoint {where} --src {text} --out attention.png")
+    print(f"  formers serve --checkpoint {where}")

@@ -1,7 +1,8 @@
 """Load whichever tokenizer a directory holds: SentencePiece (``tokenizer.model``), characters
-(``chars.json``) or Hugging Face ``tokenizers`` (``tokenizer.json``).
+(``chars.json``), Hugging Face ``tokenizers`` (``tokenizer.json``) or the synthetic tasks'
+symbols (``symbols.json``).
 
-All three offer ``encode``, ``decode``, ``vocab_size``, ``save(directory)`` and the special ids
+All four offer ``encode``, ``decode``, ``vocab_size``, ``save(directory)`` and the special ids
 their models use (``None`` where a tokenizer has no such token).
 """
 
@@ -10,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-FILES = {"tokenizer.model": "sentencepiece", "chars.json": "char", "tokenizer.json": "wordpiece"}
+FILES = {
+    "tokenizer.model": "sentencepiece",
+    "chars.json": "char",
+    "tokenizer.json": "wordpiece",
+    "symbols.json": "symbols",
+}
 
 
 def tokenizer_kind(directory: str | Path) -> str | None:
@@ -51,6 +57,10 @@ def load_tokenizer(path: str | Path, kind: str | None = None) -> Any:
         from formers.data.char_tokenizer import CharTokenizer
 
         return CharTokenizer.load(path)
+    if kind == "symbols":
+        from formers.data.symbol_tokenizer import SymbolTokenizer
+
+        return SymbolTokenizer.load(path)
     from formers.data.hf_tokenizer import HFTokenizer
 
     return HFTokenizer.load(path)

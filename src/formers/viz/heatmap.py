@@ -76,7 +76,9 @@ def plot_layer(
         image = ax.imshow(weights[h], vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         ax.set_title(f"head {h}", fontsize=9)
         ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(queries)), queries, fontsize=7)
+        # the rows are the same queries in every panel: label them once, at the left of a row,
+        # where labels like "<s>" cannot run into the panel before
+        ax.set_yticks(range(len(queries)), queries if h % cols == 0 else [], fontsize=7)
     fig.suptitle(f"{view} attention, layer {index}", fontsize=11)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="attention weight")
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
