@@ -186,6 +186,8 @@ def test_page_is_self_contained(translator):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "formersAttention" in page.text and 'id="form"' in page.text
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # nothing from the web
+    assert httpx.get(translator + "/docs").status_code == 404  # Swagger UI would need a CDN
+    assert "/translate" in httpx.get(translator + "/openapi.json").json()["paths"]
 
 
 def test_generate_equals_the_library(char_gpt):

@@ -92,7 +92,9 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     """
     limits = service.limits
     max_body = max_body_bytes or limits.max_batch * limits.max_chars * 6 + 65536
-    app = FastAPI(title="formers serve", version="1", docs_url="/docs", redoc_url=None)
+    # no /docs: Swagger UI loads its script from a CDN, and this service works offline;
+    # the schema is at /openapi.json
+    app = FastAPI(title="formers serve", version="1", docs_url=None, redoc_url=None)
     app.state.service = service
     page = server_page()
 
