@@ -40,3 +40,28 @@ def test_hf_decoding_writes_json(tmp_path):
         assert r["identical_tokens"]
         assert r["output_shape"] == [4, 6]
         assert r["formers"]["median_tokens_per_s"] > 0 and r["ratio_ours_over_hf"] > 0
+
+
+def test_attention_capture_writes_json(tmp_path):
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "attention_capture.py"), "--size", "tiny",
+        "--rounds", "2", "--warmup", "1", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {"encoder_decoder", "decoder_only", "encoder_only"}
+    for r in result["results"].values():
+        agree = r["agreement"]
+        assert agree["max_abs_diff_default_vs_reference"] < 1e-5
+        assert agree["max_abs_diff_default_vs_capture"] < 1e-4
+        assert agree["max_abs_row_sum_error"] < 1e-5
+        assert r["capture_leaves_no_state"]
+        for variant in ("default", "reference", "default_after_capture", "capture"):
+            assert r["timings"][variant]["median_ms"] > 0
+        for stat in ("wall_min", "cpu_median", "wall_median"):
+            assert set(r["ratios"][stat]) == {
+                "default_over_reference", "default_after_capture_over_default",
+                "capture_over_default",
+            }  # fmt: skip
+            assert all(x > 0 for x in r["ratios"][stat].values())
