@@ -106,3 +106,31 @@ def test_heatmap_view(page, tmp_path, spm):
     assert dimmed == 0  # every cell outside the hovered column is dimmed
     page.screenshot(path=str(tmp_path / "heatmap.png"))
     assert (tmp_path / "heatmap.png").stat().st_size > 0
+
+
+def test_two_pictures_in_one_notebook_stay_apart(tmp_path, transformer, spm):
+    """Two records shown by a notebook (their _repr_html_ frames) draw and react independently."""
+    first = capture_attention(transformer, spm, SRC, TGT)._repr_html_()
+    second = capture_attention(transformer, spm, "a dog runs in the park", "ein hund")._repr_html_()
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f"<!DOCTYPE html><html><body>{first}{second}</body></html>", "utf-8")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_context(offline=True).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(notebook.as_uri())
+            frames = [page.frame_locator("iframe").nth(i) for i in range(2)]
+            for frame in frames:
+                frame.locator("#drawing line").first.wait_for(state="attached")
+            before = [f.locator("#drawing").get_attribute("data-state") for f in frames]
+            assert before == ["encoder 1 all lines -"] * 2
+            frames[0].locator("#view").select_option("cross")
+            after = [f.locator("#drawing").get_attribute("data-state") for f in frames]
+            assert after == ["cross 1 all lines -", "encoder 1 all lines -"]
+            texts = [f.locator(".texts").inner_text() for f in frames]
+            assert "the cat" in texts[0] and "a dog" in texts[1]
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -44,3 +44,14 @@ def test_script_end_in_a_token_cannot_break_the_page(record):
     page = attention_html(record)
     assert page.count("</script>") == 2  # the data's and the code's
     assert _embedded(page)["source"][-1] == "</script><b>"
+
+
+def test_a_notebook_shows_the_page_in_a_frame(transformer, spm):
+    import html
+
+    record = capture_attention(transformer, spm, "a dog runs", "ein hund")
+    frame = record._repr_html_()
+    match = re.fullmatch(r'<iframe srcdoc="([^"]*)" style="[^"]*" (.*)></iframe>', frame)
+    assert match, frame[:200]
+    assert html.unescape(match.group(1)) == attention_html(record)  # the whole page, escaped
+    assert 'sandbox="allow-scripts"' in match.group(2)  # scripts run, nothing else is allowed

@@ -82,6 +82,12 @@ class AttentionRecord:
                 f"choose one of {', '.join(self.views)}"
             )
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a record as the interactive page (:func:`formers.viz.notebook_html`)."""
+        from formers.viz.page import notebook_html  # page.py imports this module
+
+        return notebook_html(self)
+
     def to_dict(self, decimals: int | None = 4) -> dict[str, Any]:
         """A JSON-able dict; weights as nested lists, rounded to ``decimals`` (None: exact)."""
 

@@ -6,7 +6,9 @@ read from the package at runtime) and the record as JSON: no CDN, no network, no
 (encoder / decoder / cross, or self), layer and head selectors (or the mean of all heads), a
 "lines" view (hover a token to keep only its lines, as bertviz's head view) and a heatmap view.
 
-In a notebook: ``IPython.display.HTML(attention_html(record))``.
+In a notebook a record shows itself: its ``_repr_html_`` is :func:`notebook_html`, the page in an
+``<iframe srcdoc>``, so that several pictures in one notebook keep their own element ids and the
+page's style does not leak into the notebook's.
 """
 
 from __future__ import annotations
@@ -86,3 +88,20 @@ def save_html(
     path = Path(path)
     path.write_text(attention_html(record, title=title), encoding="utf-8")
     return path
+
+
+def notebook_html(record: AttentionRecord, *, height: int = 640) -> str:
+    """The page of ``record`` inside an ``<iframe srcdoc>``: what a notebook cell shows.
+
+    Args:
+        record: from :func:`formers.viz.capture_attention`.
+        height: the frame's height in CSS pixels (the page scrolls inside it).
+
+    Returns:
+        One ``<iframe>`` element, the whole page escaped into its ``srcdoc`` attribute.
+    """
+    page = html.escape(attention_html(record), quote=True)
+    return (
+        f'<iframe srcdoc="{page}" style="width: 100%; height: {int(height)}px; border: 0" '
+        'sandbox="allow-scripts" title="formers attention"></iframe>'
+    )
