@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from formers.training.losses import sequence_cross_entropy, smoothed_nll
+from formers.training.losses import sequence_cross_entropy, smoothed_nll, summed_cross_entropy
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
@@ -34,3 +34,15 @@ def test_sequence_cross_entropy_mean_and_sum():
     total = sequence_cross_entropy(logits, target, 0, 0.1, reduction="sum")
     mean = sequence_cross_entropy(logits, target, 0, 0.1)
     torch.testing.assert_close(total / 4, mean)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_summed_cross_entropy_is_the_summed_smoothed_loss_and_nll(eps):
+    logits = torch.randn(7, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (7,))
+    labels[2] = -100  # nothing to predict here (e.g. an unmasked position)
+    loss, nll = summed_cross_entropy(logits, labels, eps)
+    ref = F.cross_entropy(logits, labels, label_smoothing=eps, reduction="sum")
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(nll, F.cross_entropy(logits, labels, reduction="sum"))
+    assert not nll.requires_grad

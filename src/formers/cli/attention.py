@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 
 SUFFIXES = (".png", ".html")
@@ -46,6 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--beam", type=int, default=4, metavar="K", help="beam size to translate (4)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda:N")
+    add_threads_option(p)
     p.set_defaults(run=run)
 
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--src is empty: give the text whose attention to draw")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: the folder {out.parent} does not exist")
+    set_threads(args.threads)
 
     if suffix == ".png":  # before loading any weights: is matplotlib there?
         from formers.viz.heatmap import require_matplotlib

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from formers.cli.threads import add_threads_option, set_threads
 from formers.data.symbol_tokenizer import SymbolTokenizer
 from formers.data.synthetic import NUM_SPECIAL, TASKS, SyntheticTask
 from formers.decoding import beam_search
@@ -37,7 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--length", type=int, default=10, help="maximum sequence length")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    add_threads_option(p)
     p.add_argument(
         "--save", metavar="DIR", help="save the model as a checkpoint (translate, attention, serve)"
     )
@@ -70,8 +71,7 @@ def heatmap(weights: torch.Tensor, rows: list[str], cols: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch_size < 1 or args.length < 2:
         raise ValueError("--steps and --batch-size must be >= 1 and --length >= 2")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     save = Path(args.save) if args.save else None
     if save is not None and not save.parent.is_dir():  # before training, not after
         raise FileNotFoundError(f"--save {args.save}: the folder {save.parent} does not exist")

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from formers.cli.families import require_architecture
+from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 from formers.inference.detokenize import IncrementalDecoder
 from formers.inference.generate import generate_stream
@@ -40,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
+    add_threads_option(p)
     p.add_argument(
         "--no-stream", action="store_true", help="print the text at the end, not token by token"
     )
@@ -61,6 +63,7 @@ def check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     check_options(args)
     device = resolve_device(args.device)
+    set_threads(args.threads)
 
     require_architecture(args.checkpoint, "gpt", "formers generate")
 

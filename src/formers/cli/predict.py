@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from formers.cli.families import require_architecture
 from formers.cli.textio import read_lines, write_lines
+from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="FILE", help="where to write (default: stdout)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts a batch (32)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
+    add_threads_option(p)
     p.add_argument(
         "--probabilities",
         action="store_true",
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     device = resolve_device(args.device)
+    set_threads(args.threads)
     config = require_architecture(args.checkpoint, "bert", "formers predict")
     mode = _mode(config["model"], args)
     texts = read_lines(args.input)

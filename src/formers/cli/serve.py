@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from formers.cli.threads import add_threads_option, set_threads
 from formers.serve.service import Limits
 
 DEFAULTS = Limits()
@@ -26,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this host)")
     p.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    add_threads_option(p)
     for name, help_text in (
         ("max_chars", "characters in one text"),
         ("max_tokens", "tokens in one text"),
@@ -58,12 +59,9 @@ def run(args: argparse.Namespace) -> int:
             f"formers serve needs FastAPI and uvicorn ({error.name} is missing): "
             "pip install 'formers[serve]'"
         ) from None
-    import torch
-
     from formers.serve.service import ModelService
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     service = ModelService.load(args.checkpoint, device=args.device, limits=limits)
     info = service.describe()
     print(

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from formers.cli.textio import read_lines, write_lines
+from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 from formers.inference.translate import Translation, check_translate_options, translate
 
@@ -34,6 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--max-len-b", type=int, default=50, metavar="B", help="outputs of <= A * len + B tokens"
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
+    add_threads_option(p)
     p.set_defaults(run=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         max_len_a=args.max_len_a, max_len_b=args.max_len_b, lenpen=args.lenpen,
     )  # fmt: skip
     device = resolve_device(args.device)
+    set_threads(args.threads)
     sentences = read_lines(args.input)
     if not sentences:
         raise ValueError(f"no sentences to translate in {args.input or '<stdin>'}")

@@ -8,7 +8,8 @@
   sentence(-pair) classification fine-tuning (section 4.1).
 
 The heads are separate modules so that one pre-trained body serves several tasks; the wrappers
-:class:`EncoderForMaskedLM` and :class:`EncoderForClassification` keep the body as ``body``.
+:class:`EncoderForMaskedLM` and :class:`EncoderForClassification` (both an
+:class:`EncoderWithHead`) keep the body as ``body`` and the head as ``head``.
 
 Shapes: b batch, s length, d model width, V vocabulary, L labels.
 """
@@ -88,59 +89,67 @@ class ClassificationHead(nn.Module):
         return self.linear(self.dropout(pooled))
 
 
-class EncoderForMaskedLM(nn.Module):
-    """An encoder-only body with a masked language model head.
+class EncoderWithHead(nn.Module):
+    """An encoder-only body with a task head; subclasses choose what the head reads.
+
+    Args:
+        body: the encoder-only model.
+        head: the task head.
+    """
+
+    def __init__(self, body: EncoderOnlyModel, head: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+
+    @property
+    def pad_id(self) -> int:
+        return self.body.pad_id
+
+    def head_input(self, states: Tensor) -> Tensor:
+        """What the head reads, from the body's ``(b, s, d)`` states: here all of them."""
+        return states
+
+    def forward(
+        self,
+        ids: Tensor,
+        segment_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> Tensor:
+        """``(b, s)`` ids (see :meth:`EncoderOnlyModel.forward`) -> the head's logits."""
+        return self.head(self.head_input(self.body(ids, segment_ids, attention_mask)))
+
+
+class EncoderForMaskedLM(EncoderWithHead):
+    """An encoder-only body with a masked language model head: ``(b, s)`` ids -> ``(b, s, V)``
+    logits.
 
     Args:
         body: the encoder-only model.
         head: the masked LM head (its decoder usually tied to ``body.embed.token``).
     """
 
-    def __init__(self, body: EncoderOnlyModel, head: MaskedLMHead) -> None:
-        super().__init__()
-        self.body = body
-        self.head = head
-
-    @property
-    def pad_id(self) -> int:
-        return self.body.pad_id
-
-    def forward(
-        self,
-        ids: Tensor,
-        segment_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-    ) -> Tensor:
-        """``(b, s)`` ids (see :meth:`EncoderOnlyModel.forward`) -> ``(b, s, V)`` logits."""
-        return self.head(self.body(ids, segment_ids, attention_mask))
+    head: MaskedLMHead
 
 
-class EncoderForClassification(nn.Module):
-    """An encoder-only body with a pooler and a classification head on the pooled output.
+class EncoderForClassification(EncoderWithHead):
+    """An encoder-only body with a pooler and a classification head on the pooled output:
+    ``(b, s)`` ids -> ``(b, L)`` logits.
 
     Args:
         body: the encoder-only model; it must have a pooler.
         head: the classification head.
     """
 
+    head: ClassificationHead
+
     def __init__(self, body: EncoderOnlyModel, head: ClassificationHead) -> None:
-        super().__init__()
         if body.pooler is None:
             raise ValueError(
                 "a classification head reads the pooled output: give the body a pooler"
             )
-        self.body = body
-        self.head = head
+        super().__init__(body, head)
 
-    @property
-    def pad_id(self) -> int:
-        return self.body.pad_id
-
-    def forward(
-        self,
-        ids: Tensor,
-        segment_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-    ) -> Tensor:
-        """``(b, s)`` ids (see :meth:`EncoderOnlyModel.forward`) -> ``(b, L)`` logits."""
-        return self.head(self.body.pool(self.body(ids, segment_ids, attention_mask)))
+    def head_input(self, states: Tensor) -> Tensor:
+        """BERT's pooled ``(b, d)`` output (see :meth:`EncoderOnlyModel.pool`)."""
+        return self.body.pool(states)

@@ -57,3 +57,22 @@ def smoothed_nll(
     smooth = -lprobs.mean(dim=-1).sum()
     loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
     return loss, nll.detach(), int(target.numel())
+
+
+def summed_cross_entropy(
+    logits: Tensor, labels: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Summed label-smoothed cross-entropy and summed NLL (detached), for a task's ``loss``.
+
+    Args:
+        logits: ``(n, V)`` (flatten any sequence dimension first).
+        labels: ``(n,)`` expected ids; ``-100`` where there is nothing to predict (PyTorch's
+            ``ignore_index``, e.g. the unmasked positions of masked LM).
+        label_smoothing: epsilon of label smoothing.
+
+    Returns:
+        ``(loss_sum, nll_sum)``; the NLL is the loss itself when ``label_smoothing`` is 0.
+    """
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing, reduction="sum")
+    nll = loss if label_smoothing == 0 else F.cross_entropy(logits, labels, reduction="sum")
+    return loss, nll.detach()

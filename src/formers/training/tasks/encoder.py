@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.training.losses import summed_cross_entropy
 from formers.training.tasks.base import Batch, Task, resolve_init
 
 
@@ -112,10 +113,7 @@ class ClassificationTask(EncoderTask):
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         logits = model(batch.tensors["ids"]).float()  # (b, num_labels)
         labels = batch.tensors["labels"]
-        eps = self.cfg.train.label_smoothing
-        loss = F.cross_entropy(logits, labels, label_smoothing=eps, reduction="sum")
-        nll = loss if eps == 0 else F.cross_entropy(logits, labels, reduction="sum")
-        return loss, nll.detach()
+        return summed_cross_entropy(logits, labels, self.cfg.train.label_smoothing)
 
     @torch.inference_mode()
     def validate(self, model: nn.Module) -> dict[str, Any] | None:
@@ -181,10 +179,7 @@ class MaskedLMTask(EncoderTask):
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         logits = model(batch.tensors["ids"]).flatten(0, 1).float()  # (b*s, V)
         labels = batch.tensors["labels"].flatten()
-        eps = self.cfg.train.label_smoothing
-        loss = F.cross_entropy(logits, labels, label_smoothing=eps, reduction="sum")
-        nll = loss if eps == 0 else F.cross_entropy(logits, labels, reduction="sum")
-        return loss, nll.detach()
+        return summed_cross_entropy(logits, labels, self.cfg.train.label_smoothing)
 
     @torch.inference_mode()
     def validate(self, model: nn.Module) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.training.losses import summed_cross_entropy
 from formers.training.tasks.base import Batch, Task
 
 
@@ -115,11 +116,8 @@ class LanguageModelTask(Task):
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         logits = model(batch.tensors["x"])  # (b, T, V)
         y = batch.tensors["y"].flatten()
-        flat = logits.flatten(0, 1).float()
-        eps = self.cfg.train.label_smoothing
-        loss = F.cross_entropy(flat, y, label_smoothing=eps, reduction="sum")
-        nll = loss if eps == 0 else F.cross_entropy(flat, y, reduction="sum")
-        return loss, nll.detach()
+        flat = logits.flatten(0, 1).float()  # (b*T, V)
+        return summed_cross_entropy(flat, y, self.cfg.train.label_smoothing)
 
     @torch.inference_mode()
     def validate(self, model: nn.Module) -> dict[str, Any] | None:
