@@ -106,7 +106,7 @@ def test_attention_equals_capture(translator, reference):
         ("/translate", {"text": "a cat", "beam": 6}, 400, r"beam must be in \[1, 5\]"),
         ("/translate", {"text": "a cat", "lenpen": -1}, 400, "lenpen must be >= 0"),
         ("/translate", {"text": "a", "texts": ["b"]}, 422, "exactly one of 'text'"),
-        ("/translate", {}, 422, "exactly one of 'text'"),
+        ("/translate", {}, 422, "^body: give exactly one of 'text'"),
         ("/translate", {"text": 3}, 422, "text: Input should be a valid string"),
         ("/translate", {"txt": "a cat"}, 422, "unknown field 'txt'; valid fields: text, texts"),
         ("/translate", [1, 2], 422, "Input should be a valid dictionary"),
@@ -143,6 +143,14 @@ def test_malformed_json_is_400(translator):
     )
     assert response.status_code == 400
     assert response.json()["detail"].startswith("malformed JSON")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+def test_a_body_that_is_not_json_is_415(translator, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = httpx.post(translator + "/translate", content=b'{"text": "a"}', headers=headers)
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["detail"]
 
 
 def test_body_limits(spm_translator):

@@ -18,7 +18,8 @@ route                    answer
 Only the task of the loaded model is answered; the others give 404 naming the right one.
 Errors are JSON ``{"detail": message}``: 400 malformed JSON or a bad value (an empty text),
 411 a body without Content-Length, 413 too much (characters, tokens, texts, body bytes),
-422 a field of the wrong type or an unknown field (the message lists the valid ones).
+415 a body that is not ``application/json``, 422 a field of the wrong type or an unknown field
+(the message lists the valid ones).
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     @app.middleware("http")
     async def body_limit(request: Request, call_next: Any) -> Any:
         if request.method == "POST":
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return _error(
+                    415, f"send the body as JSON with Content-Type: application/json (got "
+                    f"{kind or 'no Content-Type'})",
+                )  # fmt: skip
             length = request.headers.get("content-length")
             if length is None:
                 return _error(411, "send the JSON body with a Content-Length header")
@@ -188,5 +195,6 @@ def _validation_error(error: RequestValidationError, path: str) -> JSONResponse:
         elif problem.get("type") == "missing" and not where:
             lines.append("send a JSON object body")
         else:
-            lines.append(f"{where or 'body'}: {problem.get('msg', 'invalid')}")
+            message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+            lines.append(f"{where or 'body'}: {message}")
     return _error(422, "; ".join(lines))
