@@ -65,3 +65,34 @@ def test_attention_capture_writes_json(tmp_path):
                 "capture_over_default",
             }  # fmt: skip
             assert all(x > 0 for x in r["ratios"][stat].values())
+
+
+def test_serve_throughput_writes_json(tmp_path):
+    pytest.importorskip("fastapi", reason="needs pip install 'formers[serve]'")
+    pytest.importorskip("uvicorn", reason="needs pip install 'formers[serve]'")
+    from formers.data.tokenizer import Tokenizer
+    from formers.models import TransformerConfig, build_transformer
+    from formers.training.checkpoint import save_checkpoint
+
+    texts = ["the cat sat on the mat", "a dog runs in the park", "two men play football"] * 4
+    tokenizer = Tokenizer.train(texts, 40)
+    cfg = TransformerConfig(
+        vocab_size=tokenizer.vocab_size, d_model=16, d_ff=32, num_heads=2, num_encoder_layers=1,
+        num_decoder_layers=1, dropout=0.0, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+    )  # fmt: skip
+    save_checkpoint(tmp_path / "ckpt", build_transformer(cfg), cfg.to_dict(), tokenizer=tokenizer)
+    (tmp_path / "input.txt").write_text("\n".join(texts[:3]) + "\n", encoding="utf-8")
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "serve_throughput.py"), "--checkpoint",
+        str(tmp_path / "ckpt"), "--input", str(tmp_path / "input.txt"), "--requests", "12",
+        "--concurrency", "6", "--beam", "2", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["translations_that_differ"] == 0
+    assert result["results"]["no_batching"]["model_batches"] == 12  # one per request
+    assert 1 <= result["results"]["batching"]["model_batches"] <= 12
+    for r in result["results"].values():
+        assert r["requests_per_s"] > 0 and r["latency_p95_s"] >= r["latency_median_s"] > 0

@@ -65,7 +65,7 @@ def test_health_names_the_model_and_limits(translator, spm_translator):
     assert (answer["family"], answer["task"]) == ("encoder-decoder", "translate")
     assert answer["checkpoint"] == str(spm_translator)
     assert answer["limits"] == {**LIMITS.to_dict(), "max_tokens": 40}
-    assert answer["parameters"] > 0
+    assert answer["parameters"] > 0 and answer["batches"] >= 0
 
 
 def test_translate_equals_the_library(translator, reference):
@@ -182,11 +182,14 @@ def test_fifty_concurrent_requests_are_all_answered(translator, reference):
         response = post(translator, "/translate", {"text": text, "beam": 2})
         return response.status_code, response.json()["translations"][0]["text"]
 
+    batches = httpx.get(translator + "/health").json()["batches"]
     with ThreadPoolExecutor(max_workers=50) as pool:
         answers = list(pool.map(ask, texts))
     assert [status for status, _ in answers] == [200] * 50
     assert [text for _, text in answers] == expected  # each request got its own text's answer
     assert len(set(expected)) > 3
+    # the requests shared forward passes (dynamic batching), and that changed no answer above
+    assert httpx.get(translator + "/health").json()["batches"] - batches < 50
 
 
 def test_page_is_self_contained(translator):

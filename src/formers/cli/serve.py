@@ -40,6 +40,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         p.add_argument(
             flag, type=int, default=default, metavar="N", help=f"{help_text} ({default})"
         )
+    p.add_argument(
+        "--no-batching",
+        action="store_true",
+        help="run each request alone (default: concurrent requests share batches)",
+    )
     p.set_defaults(run=run)
 
 
@@ -62,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from formers.serve.service import ModelService
 
     set_threads(args.threads)
-    service = ModelService.load(args.checkpoint, device=args.device, limits=limits)
+    service = ModelService.load(
+        args.checkpoint, device=args.device, limits=limits, batching=not args.no_batching
+    )
     info = service.describe()
     print(
         f"serving {info['family']} model {args.checkpoint} ({info['parameters']:,} parameters): "

@@ -16,8 +16,10 @@ any                (all)            :meth:`ModelService.attention` (:mod:`former
 Every text is checked against :class:`Limits` before the model sees it; a refused request
 raises :class:`RequestError`, which carries the HTTP status to answer with (400 for a bad value,
 413 for too much, 404 for a task this model does not do). The model runs under a lock, one
-request at a time: PyTorch already uses every core for one request, and the lock bounds memory
-whatever the number of connections.
+batch at a time: PyTorch already uses every core for one, and the lock bounds memory whatever
+the number of connections. Concurrent ``translate``, ``classify`` and ``fill`` requests are
+batched together (:class:`~formers.serve.batching.MicroBatcher`); ``generate`` and
+``attention`` requests run one at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from formers.serve.batching import MicroBatcher
 
 TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
 FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert": "encoder-only"}
@@ -83,6 +87,7 @@ class ModelService:
         config: the checkpoint's ``config.json`` contents (``architecture``, ``model``).
         limits: what one request may ask for.
         name: how :meth:`describe` names the model (e.g. the checkpoint directory).
+        batching: let concurrent requests share batches (``False``: each runs alone).
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class ModelService:
         *,
         limits: Limits | None = None,
         name: str = "",
+        batching: bool = True,
     ) -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.limits = limits or Limits()
@@ -112,12 +118,28 @@ class ModelService:
             self.task = TASK_OF_FAMILY[self.family]
         self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
         self._lock = threading.Lock()
+        # concurrent requests of the batchable tasks share forward passes (generation samples
+        # each prompt with its own seed, one request at a time)
+        run = {"translate": self._translate_batch, "classify": self._classify_batch,
+               "fill": self._fill_batch}.get(self.task)  # fmt: skip
+        self.batcher = (
+            MicroBatcher(
+                run, lock=self._lock, max_texts=2 * self.limits.max_batch if batching else 1
+            )
+            if run is not None
+            else None
+        )
 
     @classmethod
     def load(
-        cls, checkpoint: str | os.PathLike, *, device: str = "cpu", limits: Limits | None = None
+        cls,
+        checkpoint: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        limits: Limits | None = None,
+        batching: bool = True,
     ) -> ModelService:
-        """Load ``checkpoint`` (any family) onto ``device``.
+        """Load ``checkpoint`` (any family) onto ``device``; see the class for the options.
 
         Raises:
             CheckpointError: a missing or broken checkpoint.
@@ -132,7 +154,7 @@ class ModelService:
                 f"checkpoint {checkpoint} has no tokenizer; serving needs the tokenizer the "
                 "model was trained with"
             )
-        return cls(model, tokenizer, config, limits=limits, name=str(checkpoint))
+        return cls(model, tokenizer, config, limits=limits, name=str(checkpoint), batching=batching)
 
     def _model_token_limit(self, model_config: dict[str, Any]) -> int:
         if self.family == "gpt":
@@ -141,7 +163,8 @@ class ModelService:
         return limit - 2 if self.family == "bert" else limit  # BERT adds [CLS] and [SEP]
 
     def describe(self) -> dict[str, Any]:
-        """What ``GET /health`` answers: the model, its task and the limits."""
+        """What ``GET /health`` answers: the model, its task, the limits, and how many batches
+        the batcher has run (``None`` for a task that does not batch)."""
         parameters = sum(p.numel() for p in self.model.parameters())
         limits = {**self.limits.to_dict(), "max_tokens": self.max_tokens}
         return {
@@ -151,6 +174,7 @@ class ModelService:
             "task": self.task,
             "parameters": parameters,
             "limits": limits,
+            "batches": self.batcher.batches if self.batcher is not None else None,
         }
 
     # --- checks --------------------------------------------------------------------------
@@ -210,17 +234,21 @@ class ModelService:
 
     def translate(self, texts: Sequence[str], *, beam: int = 4, lenpen: float = 0.6) -> dict:
         """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``."""
-        from formers.inference.translate import translate
-
         self.require_task("translate")
         if not 1 <= beam <= self.limits.max_beam:
             raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
         if lenpen < 0:
             raise RequestError(f"lenpen must be >= 0, got {lenpen}")
         self.check_texts(texts)
-        with self._lock:
-            found = translate(self.model, self.tokenizer, list(texts), beam=beam, lenpen=lenpen)
-        return {"translations": [{"text": t[0].text, "score": t[0].score} for t in found]}
+        found = self.batcher.submit(texts, (beam, float(lenpen)))
+        return {"translations": [{"text": t.text, "score": t.score} for t in found]}
+
+    def _translate_batch(self, texts: list[str], options: tuple[int, float]) -> list[Any]:
+        from formers.inference.translate import translate
+
+        beam, lenpen = options
+        found = translate(self.model, self.tokenizer, texts, beam=beam, lenpen=lenpen)
+        return [hypotheses[0] for hypotheses in found]
 
     def generate(
         self,
@@ -252,28 +280,27 @@ class ModelService:
 
     def classify(self, texts: Sequence[str]) -> dict:
         """``{"predictions": [{"label", "probabilities"}, ...]}`` in the order of ``texts``."""
-        from formers.inference.encoder import classify
-
         self.require_task("classify")
         self.check_texts(texts)
-        with self._lock:
-            probs = classify(self.model, self.tokenizer, list(texts))
+        probs = self.batcher.submit(texts)
         return {
             "predictions": [
                 {"label": int(row.argmax()), "probabilities": row.tolist()} for row in probs
             ]
         }
 
+    def _classify_batch(self, texts: list[str], options: tuple) -> list[Any]:
+        from formers.inference.encoder import classify
+
+        return list(classify(self.model, self.tokenizer, texts))
+
     def fill(self, texts: Sequence[str], *, top_k: int = 5) -> dict:
         """``{"fills": [{"text", "masks": [[{"token", "probability"}, ...]]}, ...]}``."""
-        from formers.inference.encoder import fill_masks
-
         self.require_task("fill")
         if not 1 <= top_k <= 100:
             raise RequestError(f"top_k must be in [1, 100], got {top_k}")
         self.check_texts(texts)
-        with self._lock:
-            filled = fill_masks(self.model, self.tokenizer, list(texts), top_k=top_k)
+        filled = self.batcher.submit(texts, (top_k,))
         return {
             "fills": [
                 {"text": f.text,
@@ -281,6 +308,11 @@ class ModelService:
                 for f in filled
             ]
         }  # fmt: skip
+
+    def _fill_batch(self, texts: list[str], options: tuple[int]) -> list[Any]:
+        from formers.inference.encoder import fill_masks
+
+        return fill_masks(self.model, self.tokenizer, texts, top_k=options[0])
 
     def attention(self, text: str, tgt: str | None = None, *, beam: int = 4) -> dict:
         """Every layer's and head's attention on ``text`` (:meth:`AttentionRecord.to_dict`).
