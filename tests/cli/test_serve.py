@@ -277,3 +277,12 @@ def test_cli_refuses_bad_options(spm_translator, capsys):
     assert "limits must be >= 1: max_chars=0" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(spm_translator), "--port", "70000"]) == 2
     assert "--port must be in [0, 65535]" in capsys.readouterr().err
+
+
+def test_a_model_without_a_task_is_refused(bert_body, tmp_path, capsys):
+    from formers.cli.main import main
+
+    assert main(["serve", "--checkpoint", str(bert_body)]) == 2
+    assert "BERT body without a head" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert str(tmp_path / "missing") in capsys.readouterr().err
