@@ -103,3 +103,36 @@ def test_a_refused_request_is_shown(page):
     page.wait_for_selector("#error:not([hidden])")
     assert "413" in page.inner_text("#error") and "the limit is 30" in page.inner_text("#error")
     assert page.is_hidden("#attention")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "task", "text", "shown"),
+    [
+        ("char_gpt", "generate", "hello wo", r"^hello wo"),
+        ("bert_classifier", "classify", "the movie was wonderful", r"^label \d \(probabilities "),
+        ("bert_mlm", "fill", "the movie was [MASK]", r"^the movie was \S+\n\[MASK\] 1: "),
+    ],
+)
+def test_the_page_serves_every_task(request, fixture, task, text, shown):
+    """The page adapts to the model's task: it calls that route and draws its self-attention."""
+    import re
+
+    with running(request.getfixturevalue(fixture)) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url + "/")
+            page.wait_for_selector(f"body[data-ready='{task}']")
+            if task == "generate":
+                page.fill("#option-max_new_tokens", "8")
+            page.fill("#input", text)
+            page.click("#run")
+            page.wait_for_selector("#attention:not([hidden])")
+            assert re.search(shown, page.inner_text("#output")), page.inner_text("#output")
+            assert page.input_value("#view") == "self"
+            assert page.locator("#drawing line").count() > 0
+            assert page.is_hidden("#error") and not errors, errors
+        finally:
+            browser.close()

@@ -28,7 +28,7 @@
       request: (text) => ["classify", { text: text }],
       show: (a) => {
         const p = a.predictions[0];
-        return "label " + p.label + "  (probabilities " +
+        return "label " + p.label + " (probabilities " +
           p.probabilities.map((x) => x.toFixed(3)).join(", ") + ")";
       },
       attention: (text) => ({ text: text }),
