@@ -286,3 +286,39 @@ def test_a_model_without_a_task_is_refused(bert_body, tmp_path, capsys):
     assert "BERT body without a head" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert str(tmp_path / "missing") in capsys.readouterr().err
+
+
+def _events(response) -> list[dict]:
+    assert response.headers["content-type"].startswith("text/event-stream")
+    messages = [m for m in response.text.split("\n\n") if m]
+    assert all(m.startswith("data: ") for m in messages)
+    return [json.loads(m.removeprefix("data: ")) for m in messages]
+
+
+def test_generation_streams_the_same_text(char_gpt):
+    body = {"prompt": "hello wo", "max_new_tokens": 12, "temperature": 0.9, "seed": 3}
+    with running(char_gpt) as url:
+        whole = post(url, "/generate", body).json()
+        events = _events(post(url, "/generate", {**body, "stream": True}))
+        *tokens, last = events
+        assert last == {"done": True, **whole}
+        assert len(tokens) >= 2 and all(set(t) == {"token"} for t in tokens)
+        assert "".join(t["token"] for t in tokens) == whole["completion"]
+        refused = post(url, "/generate", {**body, "stream": True, "max_new_tokens": 0})
+        assert refused.status_code == 400  # a refused stream is a plain JSON error
+
+
+def test_a_client_that_leaves_a_stream_frees_the_model(char_gpt):
+    limits = Limits(max_new_tokens=5000)
+    model, _, _ = load_model(char_gpt)
+    with running(char_gpt, limits) as url:
+        body = {"prompt": "hello", "max_new_tokens": 5000, "stream": True}
+        with httpx.Client(base_url=url, timeout=30) as client:
+            with client.stream("POST", "/generate", json=body) as response:
+                first = next(response.iter_lines())
+                assert first.startswith("data: ")
+            # the connection is closed mid-stream; the next request must not wait for 5000 tokens
+            start = time.monotonic()
+            answer = client.post("/generate", json={"prompt": "hello", "max_new_tokens": 3})
+            assert answer.status_code == 200 and answer.json()["tokens"] == 3
+            assert time.monotonic() - start < 20

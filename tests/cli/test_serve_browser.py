@@ -127,9 +127,18 @@ def test_the_page_serves_every_task(request, fixture, task, text, shown):
             page.wait_for_selector(f"body[data-ready='{task}']")
             if task == "generate":
                 page.fill("#option-max_new_tokens", "8")
+            page.evaluate(
+                """() => { window.outputChanges = 0;
+                   new MutationObserver(() => window.outputChanges++).observe(
+                     document.querySelector('#output'), {childList: true, characterData: true,
+                                                         subtree: true}); }"""
+            )
             page.fill("#input", text)
             page.click("#run")
             page.wait_for_selector("#attention:not([hidden])")
+            # generation is streamed: the text grows token by token; the others arrive at once
+            changes = page.evaluate("window.outputChanges")
+            assert changes >= 4 if task == "generate" else changes == 1, changes
             assert re.search(shown, page.inner_text("#output")), page.inner_text("#output")
             assert page.input_value("#view") == "self"
             assert page.locator("#drawing line").count() > 0

@@ -7,7 +7,9 @@ route                    answer
 ``GET /health``          ``{"status": "ok", "family", "task", "parameters", "limits"}``
 ``POST /translate``      ``{"text"|"texts", "beam", "lenpen"}`` -> ``{"translations"}``
 ``POST /generate``       ``{"prompt", "max_new_tokens", "temperature", "top_k", "top_p",
-                         "seed"}`` -> ``{"prompt", "completion", "text", "tokens"}``
+                         "seed"}`` -> ``{"prompt", "completion", "text", "tokens"}``;
+                         with ``"stream": true``, server-sent events as the tokens come
+                         (``{"token"}`` ..., then ``{"done": true, ...}`` as above)
 ``POST /classify``       ``{"text"|"texts"}`` -> ``{"predictions": [{"label",
                          "probabilities"}]}``
 ``POST /fill``           ``{"text"|"texts", "top_k"}`` -> ``{"fills": [{"text", "masks"}]}``
@@ -24,12 +26,16 @@ Errors are JSON ``{"detail": message}``: 400 malformed JSON or a bad value (an e
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, model_validator
+from starlette.datastructures import Headers
 
 from formers.serve.page import server_page
 from formers.serve.service import ModelService, RequestError
@@ -62,6 +68,7 @@ class TranslateRequest(_Texts):
 
 class GenerateRequest(_Request):
     prompt: str
+    stream: bool = False
     max_new_tokens: int = 100
     temperature: float = 1.0
     top_k: int = 0
@@ -99,21 +106,7 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     app.state.service = service
     page = server_page()
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Any) -> Any:
-        if request.method == "POST":
-            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                return _error(
-                    415, f"send the body as JSON with Content-Type: application/json (got "
-                    f"{kind or 'no Content-Type'})",
-                )  # fmt: skip
-            length = request.headers.get("content-length")
-            if length is None:
-                return _error(411, "send the JSON body with a Content-Length header")
-            if not length.isdigit() or int(length) > max_body:
-                return _error(413, f"the body has {length} bytes; the limit is {max_body}")
-        return await call_next(request)
+    app.add_middleware(BodyCheck, max_body=max_body)
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, error: RequestError) -> JSONResponse:
@@ -145,12 +138,20 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     def translate(body: TranslateRequest) -> dict[str, Any]:
         return service.translate(body.all(), beam=body.beam, lenpen=body.lenpen)
 
-    @app.post("/generate")
-    def generate(body: GenerateRequest) -> dict[str, Any]:
-        return service.generate(
-            body.prompt, max_new_tokens=body.max_new_tokens, temperature=body.temperature,
-            top_k=body.top_k, top_p=body.top_p, seed=body.seed,
-        )  # fmt: skip
+    @app.post("/generate", response_model=None)
+    def generate(body: GenerateRequest) -> dict[str, Any] | StreamingResponse:
+        events = service.generate_events(
+            body.prompt,
+            max_new_tokens=body.max_new_tokens,
+            temperature=body.temperature,
+            top_k=body.top_k,
+            top_p=body.top_p,
+            seed=body.seed,
+        )  # a refused request raises here, before anything is sent
+        if body.stream:
+            return StreamingResponse(_server_sent(events), media_type="text/event-stream")
+        *_, last = events
+        return {key: value for key, value in last.items() if key != "done"}
 
     @app.post("/classify")
     def classify(body: ClassifyRequest) -> dict[str, Any]:
@@ -165,6 +166,54 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
         return service.attention(body.text, body.tgt, beam=body.beam)
 
     return app
+
+
+class BodyCheck:
+    """Refuse a POST whose body is not JSON (415), has no length (411) or is too long (413),
+    before it is read.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) would hide
+    a client's disconnect from a streamed answer, which would then run to its end.
+    """
+
+    def __init__(self, app: Any, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            refusal = self.refusal(Headers(scope=scope))
+            if refusal is not None:
+                await _error(*refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, headers: Headers) -> tuple[int, str] | None:
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return 415, (
+                "send the body as JSON with Content-Type: application/json "
+                f"(got {kind or 'no Content-Type'})"
+            )
+        length = headers.get("content-length")
+        if length is None:
+            return 411, "send the JSON body with a Content-Length header"
+        if not length.isdigit() or int(length) > self.max_body:
+            return 413, f"the body has {length} bytes; the limit is {self.max_body}"
+        return None
+
+
+async def _server_sent(events: Iterator[dict]) -> AsyncIterator[str]:
+    """Server-sent events (``text/event-stream``): one ``data: JSON`` message per event.
+
+    Each event is computed in a worker thread. When the client goes away, Starlette cancels this
+    generator; ``finally`` then closes ``events`` at once, which releases the model (left to the
+    garbage collector, the closing could wait for a collection cycle).
+    """
+    try:
+        while (event := await anyio.to_thread.run_sync(next, events, None)) is not None:
+            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+    finally:
+        events.close()
 
 
 def _error(status: int, message: str) -> JSONResponse:

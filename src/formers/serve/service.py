@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -250,7 +250,13 @@ class ModelService:
         found = translate(self.model, self.tokenizer, texts, beam=beam, lenpen=lenpen)
         return [hypotheses[0] for hypotheses in found]
 
-    def generate(
+    def generate(self, prompt: str, **options: Any) -> dict:
+        """``{"prompt", "completion", "text", "tokens"}``: the prompt continued (see
+        :meth:`generate_events` for the options)."""
+        *_, last = self.generate_events(prompt, **options)
+        return {key: value for key, value in last.items() if key != "done"}
+
+    def generate_events(
         self,
         prompt: str,
         *,
@@ -259,9 +265,19 @@ class ModelService:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
-    ) -> dict:
-        """``{"prompt", "completion", "text", "tokens"}``: the prompt continued."""
-        from formers.inference.generate import generate
+    ) -> Iterator[dict]:
+        """Check the request now; return the events of its generation, as they happen.
+
+        Events: ``{"token": text}`` for each new piece of text (a token's text can wait for the
+        next token, e.g. the second half of a UTF-8 character), then ``{"done": true, "prompt",
+        "completion", "text", "tokens"}``. The model is held from the first event to the last,
+        or until the iterator is closed (a client that goes away).
+
+        Raises:
+            RequestError: the request is refused (before any event).
+            ValueError: a bad sampling option (before any event).
+        """
+        from formers.inference.generate import generate_stream
 
         self.require_task("generate")
         if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
@@ -269,14 +285,36 @@ class ModelService:
                 f"max_new_tokens must be in [1, {self.limits.max_new_tokens}], got {max_new_tokens}"
             )
         (ids,) = self.check_texts([prompt], "prompt")
+        tokens = generate_stream(
+            self.model,
+            ids,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+        )  # checks the options now; the model runs as the tokens are read
+        return self._events(prompt, ids, tokens)
+
+    def _events(self, prompt: str, ids: list[int], tokens: Iterator[int]) -> Iterator[dict]:
+        from formers.inference.detokenize import IncrementalDecoder
+
+        decoder = IncrementalDecoder(self.tokenizer, ids)
+        pieces, count = [], 0
         with self._lock:
-            new = generate(
-                self.model, ids, max_new_tokens=max_new_tokens, temperature=temperature,
-                top_k=top_k, top_p=top_p, seed=seed,
-            )  # fmt: skip
-        completion = self.tokenizer.decode([*ids, *new])[len(self.tokenizer.decode(ids)) :]
-        return {"prompt": prompt, "completion": completion, "text": prompt + completion,
-                "tokens": len(new)}  # fmt: skip
+            for token in tokens:
+                count += 1
+                piece = decoder.push(token)
+                if piece:
+                    pieces.append(piece)
+                    yield {"token": piece}
+            piece = decoder.flush()
+            if piece:
+                pieces.append(piece)
+                yield {"token": piece}
+        completion = "".join(pieces)
+        yield {"done": True, "prompt": prompt, "completion": completion,
+               "text": prompt + completion, "tokens": count}  # fmt: skip
 
     def classify(self, texts: Sequence[str]) -> dict:
         """``{"predictions": [{"label", "probabilities"}, ...]}`` in the order of ``texts``."""

@@ -1,6 +1,7 @@
 // The page of `formers serve`: asks /health what the model does, sends the typed text to the
-// model's task (/translate, /generate, /classify or /fill), shows the answer, then asks
-// /attention for every layer's and head's weights and draws them with attention.js's viewer.
+// model's task (/translate, /generate, /classify or /fill; generation is streamed, the text grows
+// as the tokens come), shows the answer, then asks /attention for every layer's and head's
+// weights and draws them with attention.js's viewer.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -18,7 +19,7 @@
       placeholder: "a prompt to continue",
       options: [["max_new_tokens", 40, 1], ["temperature", 0.8, 0.1], ["seed", 0, 1]],
       request: (text, o) => ["generate", { prompt: text, max_new_tokens: o.max_new_tokens,
-        temperature: o.temperature, seed: o.seed }],
+        temperature: o.temperature, seed: o.seed, stream: true }],
       show: (a) => a.text,
       attention: (text, a) => ({ text: a.text }),
     },
@@ -52,6 +53,42 @@
     const answer = await response.json();
     if (!response.ok) throw new Error(response.status + ": " + (answer.detail || response.statusText));
     return answer;
+  }
+
+  // a streamed answer (server-sent events): show the text as it grows; return the last event
+  async function stream(response, shown) {
+    const reader = response.body.getReader(), decoder = new TextDecoder();
+    let buffer = "", last = null;
+    $("output").hidden = false;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      const messages = buffer.split("\n\n");
+      buffer = messages.pop();
+      for (const message of messages) {
+        const event = JSON.parse(message.replace(/^data: /, ""));
+        if (event.token !== undefined) {
+          shown += event.token;
+          $("output").textContent = shown;
+        }
+        if (event.done) last = event;
+      }
+    }
+    if (!last) throw new Error("the stream ended early");
+    return last;
+  }
+
+  async function callTask(path, body) {
+    if (!body.stream) return call(path, body);
+    const response = await fetch(path, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const answer = await response.json();
+      throw new Error(response.status + ": " + (answer.detail || response.statusText));
+    }
+    return stream(response, body.prompt);
   }
 
   function fail(error) {
@@ -89,7 +126,7 @@
       try {
         const text = $("input").value;
         const [path, body] = task.request(text, optionValues(task));
-        const answer = await call(path, body);
+        const answer = await callTask(path, body);
         $("output").textContent = task.show(answer);
         $("output").hidden = false;
         const record = await call("attention", task.attention(text, answer));
