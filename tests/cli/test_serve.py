@@ -279,11 +279,27 @@ def test_cli_refuses_bad_options(spm_translator, capsys):
     assert "--port must be in [0, 65535]" in capsys.readouterr().err
 
 
-def test_a_model_without_a_task_is_refused(bert_body, tmp_path, capsys):
+def test_a_bert_body_serves_embeddings(bert_body):
+    from formers.inference.encoder import embed
+
+    texts = ["the movie was wonderful", "a dull film with no heart"]
+    model, tokenizer, _ = load_model(bert_body)
+    expected = embed(model, tokenizer, texts).numpy()
+    with running(bert_body) as url:
+        assert httpx.get(url + "/health").json()["task"] == "embed"
+        got = np.array(post(url, "/embed", {"texts": texts}).json()["embeddings"])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        assert (
+            post(url, "/classify", {"text": "a"})
+            .json()["detail"]
+            .endswith("it answers POST /embed (and POST /attention)")
+        )
+
+
+def test_a_missing_checkpoint_is_refused(tmp_path, capsys):
     from formers.cli.main import main
 
-    assert main(["serve", "--checkpoint", str(bert_body)]) == 2
-    assert "BERT body without a head" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert str(tmp_path / "missing") in capsys.readouterr().err
 

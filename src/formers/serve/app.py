@@ -13,6 +13,8 @@ route                    answer
 ``POST /classify``       ``{"text"|"texts"}`` -> ``{"predictions": [{"label",
                          "probabilities"}]}``
 ``POST /fill``           ``{"text"|"texts", "top_k"}`` -> ``{"fills": [{"text", "masks"}]}``
+``POST /embed``          ``{"text"|"texts"}`` -> ``{"embeddings": [[...]]}`` (mean-pooled,
+                         L2-normalized; a BERT body without a head)
 ``POST /attention``      ``{"text", "tgt", "beam"}`` -> the attention record (every layer
                          and head; :meth:`formers.viz.AttentionRecord.to_dict`)
 =======================  ==================================================================
@@ -82,6 +84,10 @@ class ClassifyRequest(_Texts):
 
 class FillRequest(_Texts):
     top_k: int = 5
+
+
+class EmbedRequest(_Texts):
+    pass
 
 
 class AttentionRequest(_Request):
@@ -161,6 +167,10 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     def fill(body: FillRequest) -> dict[str, Any]:
         return service.fill(body.all(), top_k=body.top_k)
 
+    @app.post("/embed")
+    def embed(body: EmbedRequest) -> dict[str, Any]:
+        return service.embed(body.all())
+
     @app.post("/attention")
     def attention(body: AttentionRequest) -> dict[str, Any]:
         return service.attention(body.text, body.tgt, beam=body.beam)
@@ -225,6 +235,7 @@ _FIELDS = {
     "/generate": GenerateRequest,
     "/classify": ClassifyRequest,
     "/fill": FillRequest,
+    "/embed": EmbedRequest,
     "/attention": AttentionRequest,
 }
 

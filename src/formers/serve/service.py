@@ -10,6 +10,7 @@ encoder-decoder    ``translate``    :meth:`ModelService.translate` (beam search)
 decoder-only       ``generate``     :meth:`ModelService.generate` (KV-cached sampling)
 encoder-only       ``classify``     :meth:`ModelService.classify` (classification head)
 encoder-only       ``fill``         :meth:`ModelService.fill` (masked LM head)
+encoder-only       ``embed``        :meth:`ModelService.embed` (a body without a head)
 any                (all)            :meth:`ModelService.attention` (:mod:`formers.viz`)
 =================  ===============  ======================================================
 
@@ -17,8 +18,8 @@ Every text is checked against :class:`Limits` before the model sees it; a refuse
 raises :class:`RequestError`, which carries the HTTP status to answer with (400 for a bad value,
 413 for too much, 404 for a task this model does not do). The model runs under a lock, one
 batch at a time: PyTorch already uses every core for one, and the lock bounds memory whatever
-the number of connections. Concurrent ``translate``, ``classify`` and ``fill`` requests are
-batched together (:class:`~formers.serve.batching.MicroBatcher`); ``generate`` and
+the number of connections. Concurrent ``translate``, ``classify``, ``fill`` and ``embed``
+requests are batched together (:class:`~formers.serve.batching.MicroBatcher`); ``generate`` and
 ``attention`` requests run one at a time.
 """
 
@@ -109,11 +110,8 @@ class ModelService:
                 self.task = "classify"
             elif model_config.get("mlm_head", False):
                 self.task = "fill"
-            else:
-                raise ValueError(
-                    f"{name or 'the checkpoint'} is a BERT body without a head (no classifier, "
-                    "no masked LM head): there is nothing to serve"
-                )
+            else:  # a body without a head: sentence embeddings
+                self.task = "embed"
         else:
             self.task = TASK_OF_FAMILY[self.family]
         self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
@@ -121,7 +119,7 @@ class ModelService:
         # concurrent requests of the batchable tasks share forward passes (generation samples
         # each prompt with its own seed, one request at a time)
         run = {"translate": self._translate_batch, "classify": self._classify_batch,
-               "fill": self._fill_batch}.get(self.task)  # fmt: skip
+               "fill": self._fill_batch, "embed": self._embed_batch}.get(self.task)  # fmt: skip
         self.batcher = (
             MicroBatcher(
                 run, lock=self._lock, max_texts=2 * self.limits.max_batch if batching else 1
@@ -351,6 +349,17 @@ class ModelService:
         from formers.inference.encoder import fill_masks
 
         return fill_masks(self.model, self.tokenizer, texts, top_k=options[0])
+
+    def embed(self, texts: Sequence[str]) -> dict:
+        """``{"embeddings": [[...], ...]}``: mean-pooled, L2-normalized sentence embeddings."""
+        self.require_task("embed")
+        self.check_texts(texts)
+        return {"embeddings": [row.tolist() for row in self.batcher.submit(texts)]}
+
+    def _embed_batch(self, texts: list[str], options: tuple) -> list[Any]:
+        from formers.inference.encoder import embed
+
+        return list(embed(self.model, self.tokenizer, texts))
 
     def attention(self, text: str, tgt: str | None = None, *, beam: int = 4) -> dict:
         """Every layer's and head's attention on ``text`` (:meth:`AttentionRecord.to_dict`).

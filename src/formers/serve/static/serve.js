@@ -42,6 +42,17 @@
         ": " + m.map((c) => c.token + " " + c.probability.toFixed(3)).join(", ")).join("\n"),
       attention: (text) => ({ text: text }),
     },
+    embed: {
+      placeholder: "a sentence to embed",
+      options: [],
+      request: (text) => ["embed", { text: text }],
+      show: (a) => {
+        const v = a.embeddings[0];
+        return v.length + "-dimensional embedding (L2-normalized): [" +
+          v.slice(0, 8).map((x) => x.toFixed(4)).join(", ") + ", ...]";
+      },
+      attention: (text) => ({ text: text }),
+    },
   };
 
   async function call(path, body) {
