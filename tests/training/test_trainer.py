@@ -132,3 +132,22 @@ def test_early_stopping_by_patience(corpus, tmp_path):
     state = Trainer(cfg, run, progress=False).fit()
     assert state["step"] == 4
     assert state["bad_validations"] == 1
+
+
+def test_log_records_carry_the_time_and_training_seconds_across_resumes(corpus, tmp_path):
+    import datetime
+
+    run = tmp_path / "run"
+    first = Trainer(experiment(corpus, max_steps=N), run, progress=False).fit()
+    second = Trainer(experiment(corpus), run, resume=True, progress=False).fit()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    for r in records:
+        assert datetime.datetime.fromisoformat(r["time"]).tzinfo is not None  # UTC, explicit
+    logged = [r for r in records if r["type"] in ("train", "valid")]
+    assert len(logged) >= 2 * N and all("seconds" in r for r in logged)
+    seconds = [r["seconds"] for r in logged]
+    assert seconds == sorted(seconds) and seconds[-1] > 0  # one clock, summed over the resume
+    # the resumed run starts from the checkpoint's count (saved just before the first fit ended)
+    resumed = min(r["seconds"] for r in logged if r["step"] > N)
+    assert 0 < first["seconds"] <= resumed + 0.1
+    assert second["seconds"] > first["seconds"]

@@ -12,7 +12,8 @@ A run directory holds::
 
     experiment.json        the resolved configuration
     tokenizer.model        the tokenizer (or chars.json / tokenizer.json), made on the first start
-    log.jsonl              one JSON object per logged step and per validation
+    log.jsonl              one JSON object per logged step and per validation, each with the
+                           time (UTC) and the training wall seconds so far (summed over resumes)
     cache/                 encoded data
     checkpoints/step_N/    checkpoints (see formers.training.checkpoint); checkpoints/best/
 """
@@ -20,6 +21,7 @@ A run directory holds::
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import math
 import random
@@ -86,6 +88,12 @@ class Trainer:
         progress: bool = True,
     ) -> None:  # fmt: skip
         self.cfg, self.run_dir, self.progress = config, Path(run_dir), progress
+        # "seconds": wall time spent in fit() (training and validation), summed over resumes
+        self.state: dict[str, Any] = {
+            "step": 0, "epoch": 0, "batches_done": 0, "best": None, "bad_validations": 0,
+            "seconds": 0.0,
+        }  # fmt: skip
+        self._clock: float | None = None  # perf_counter at the last _tick, while fit() runs
         self.train_cfg = config.train
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
@@ -105,9 +113,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self._interrupted = False
-        self.state: dict[str, Any] = {
-            "step": 0, "epoch": 0, "batches_done": 0, "best": None, "bad_validations": 0,
-        }  # fmt: skip
         if resume:
             self._resume()
 
@@ -145,7 +150,20 @@ class Trainer:
 
     # --- logging and checkpoints -------------------------------------------------------------
 
+    def _tick(self) -> None:
+        """Add the wall time since the last tick to ``state["seconds"]``."""
+        now = time.perf_counter()
+        if self._clock is not None:
+            self.state["seconds"] += now - self._clock
+        self._clock = now
+
     def _log(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to log.jsonl with the time (UTC) and, during :meth:`fit`, the
+        training seconds so far."""
+        record = {**record, "time": datetime.datetime.now(datetime.UTC).isoformat("T", "seconds")}
+        if self._clock is not None:
+            self._tick()
+            record["seconds"] = round(self.state["seconds"], 1)
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -153,6 +171,7 @@ class Trainer:
         """Checkpoint the current step as ``checkpoints/step_N`` (or ``checkpoints/NAME``)."""
         from formers.training.checkpoint import prune_checkpoints, save_checkpoint
 
+        self._tick()
         step = self.state["step"]
         directory = self.run_dir / "checkpoints" / (name or f"step_{step:08d}")
         # save_checkpoint adds the RNG states, and load_training_state restores them
@@ -267,6 +286,7 @@ class Trainer:
             unit="step",
         )  # fmt: skip  (a total, so that the bar shows an ETA)
         self.model.train()
+        self._clock = time.perf_counter()
         try:
             with self._deferred_interrupt():
                 self._loop(bar)
@@ -278,6 +298,8 @@ class Trainer:
             raise KeyboardInterrupt
         if not (self.run_dir / "checkpoints" / f"step_{self.state['step']:08d}").exists():
             self.save()
+        self._tick()
+        self._clock = None
         return dict(self.state)
 
     def _loop(self, bar: tqdm) -> None:
