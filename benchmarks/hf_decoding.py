@@ -11,6 +11,10 @@ random sources (ids avoiding the special tokens) is decoded greedily and with be
 - Hugging Face: ``model.generate(do_sample=False, num_beams=..., min_new_tokens=N-1,
   max_new_tokens=N, length_penalty=alpha, early_stopping=True, bad_words_ids=[[pad]])``.
 
+formers' model uses the weight layout that ``formers translate`` and ``formers serve`` use on a
+CPU (:func:`formers.inference.layout.use_inference_layout`: ``nn.Linear`` weights stored
+column-major); ``--layout standard`` measures it with ``nn.Linear``'s own layout instead.
+
 Both produce exactly ``N`` new tokens per sentence (``N - 1`` tokens, then the EOS forced at the
 limit), so both count the same tokens; the script checks that the two produce identical tokens
 and records it (``identical_tokens`` in the JSON). Each run is timed under
@@ -179,6 +183,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of each implementation")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--layout",
+        choices=("inference", "standard"),
+        default="inference",
+        help="formers' weight layout: 'inference' is what formers translate/serve use on a CPU "
+        "(formers.inference.layout.use_inference_layout); 'standard' is nn.Linear's own",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON path")
     args = p.parse_args(argv)
     args.device = resolve_device(args.device)
@@ -186,6 +197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--new-tokens must be >= 2")
     if args.out is None:
         suffix = args.device.type + ("" if args.size == "base" else f"_{args.size}")
+        suffix += "" if args.layout == "inference" else "_standard_layout"
         args.out = ROOT / "benchmarks" / "results" / f"hf_decoding_{suffix}.json"
     return args
 
@@ -196,11 +208,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     import transformers
 
+    from formers.inference.layout import use_inference_layout
     from formers.models.transformer.convert import load_hf
 
     device = args.device
     hf = marian_model(args)
     ours = load_hf(hf).to(device)
+    if args.layout == "inference":
+        use_inference_layout(ours)
     hf.to(device)
     gen = torch.Generator().manual_seed(args.seed)
     # ids 1 .. vocab - 2: neither EOS (0) nor padding (vocab - 1)
@@ -264,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "vocab_size": args.vocab,
             "activation": "swish (SiLU)",
             "parameters": sum(p.numel() for p in ours.parameters()),
+            "formers_weight_layout": args.layout,
         },
         "data": {
             "batch_size": args.batch_size,
@@ -300,7 +316,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(
         f"batch {args.batch_size} x {args.src_len} source tokens, {args.new_tokens} new tokens, "
-        f"{args.rounds} interleaved rounds after {args.warmup} warmup"
+        f"{args.rounds} interleaved rounds after {args.warmup} warmup; formers' weight layout: "
+        f"{args.layout}"
     )
     for mode, r in results.items():
         label = "greedy" if mode == "greedy" else f"beam {args.beam_size}"

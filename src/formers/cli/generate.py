@@ -17,6 +17,7 @@ from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 from formers.inference.detokenize import IncrementalDecoder
 from formers.inference.generate import generate_stream
+from formers.inference.layout import use_inference_layout
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from formers.training.checkpoint import load_model  # the trainer's heavier imports: lazily
 
     model, tokenizer, _ = load_model(args.checkpoint, device=device)
+    use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
     if tokenizer is None:
         raise ValueError(
             f"checkpoint {args.checkpoint} has no tokenizer; generating text needs the "

@@ -29,6 +29,7 @@ from torch import nn
 
 from formers import __version__
 from formers.device import resolve_device
+from formers.inference.layout import standard_layout
 from formers.models.config_base import ConfigError
 from formers.models.registry import family_of_config, get_family
 from formers.training.averaging import average_checkpoints
@@ -114,7 +115,8 @@ def save_checkpoint(
         state.setdefault("rng", capture_rng_state())
         state_text = _dumps_state(state)
     with atomic_directory(directory) as tmp:
-        save_safetensors_model(model, str(tmp / WEIGHTS_FILE))
+        with standard_layout(model):  # safetensors needs contiguous tied weights
+            save_safetensors_model(model, str(tmp / WEIGHTS_FILE))
         write_json(tmp / CONFIG_FILE, full_config)
         if tokenizer is not None:
             tokenizer.save(tmp)

@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
+from formers.inference.layout import standard_layout
 from formers.models.config_base import ConfigError
 from formers.models.registry import ARCHITECTURES, get_family
 
@@ -205,7 +206,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"checkpoint does not match the model: {'; '.join(problems[:3])}{more} ({path})"
         )
     before = tied_groups(model)
-    load_safetensors_model(model, str(path), strict=True)
+    with standard_layout(model):  # safetensors needs contiguous tied weights
+        load_safetensors_model(model, str(path), strict=True)
     check_tying(model, before)
 
 

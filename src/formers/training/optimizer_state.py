@@ -94,6 +94,8 @@ def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_optimizer_state(state_dict: dict[str, Any], directory: Path) -> None:
     """Write ``optimizer.safetensors`` and ``optimizer.json`` into ``directory``."""
     tree, tensors = flatten_state(state_dict)
+    # moments of column-major weights (inference layout) are column-major too
+    tensors = {name: t.contiguous() for name, t in tensors.items()}
     save_file(tensors, str(directory / OPTIMIZER_TENSORS_FILE))
     write_json(directory / OPTIMIZER_JSON_FILE, tree)
 

@@ -1,0 +1,83 @@
+"""Weight layouts for fast decoding on a CPU.
+
+``nn.Linear`` computes ``x @ W.T`` with ``W`` stored ``(out, in)`` row-major, so the matrix product
+reads a transposed operand. For products with few rows (a decoding step: batch x beams rows), MKL
+is markedly faster when the right operand is contiguous: on one core of the 2-core Xeon,
+``(32, 512) x (512, 2048)`` takes 463 us against 675 us, and 4 to 16 rows gain 1.4-2.4x; one row
+and many rows (training, the encoder) are unchanged (``benchmarks/README.md``).
+
+:func:`use_inference_layout` therefore stores every ``nn.Linear`` weight column-major: the same
+values, shape, names and parameters, only transposed in memory, so ``W.T`` is contiguous. Tied
+weights (an embedding shared with the output projection) are converted once and stay tied. The
+model computes the same function; outputs agree to float rounding (a different summation order
+inside MKL), and the tests check greedy and beam outputs are identical.
+
+Saving works as before (safetensors writes contiguous copies), loading into such a model keeps its
+layout, and :func:`use_standard_layout` converts back. Code that calls ``weight.view(...)`` on a
+converted weight fails (it is not contiguous); nothing in formers does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Every distinct 2-D ``nn.Linear`` weight of ``model`` (tied parameters once)."""
+    seen: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and id(module.weight) not in seen:
+            seen.add(id(module.weight))
+            yield module.weight
+
+
+def use_inference_layout(model: nn.Module) -> nn.Module:
+    """Store ``model``'s ``nn.Linear`` weights column-major, in place; returns ``model``.
+
+    Worth it for decoding on a CPU (faster greedy and beam search: ``benchmarks/hf_decoding.py``).
+    Weights on other devices (CUDA) are left as they are: the measurement is for MKL only.
+    Idempotent.
+    """
+    with torch.no_grad():
+        for weight in _linear_weights(model):
+            if weight.device.type == "cpu" and weight.is_contiguous():
+                weight.data = weight.data.t().contiguous().t()  # (out, in), strides (1, out)
+    return model
+
+
+def use_standard_layout(model: nn.Module) -> nn.Module:
+    """Undo :func:`use_inference_layout`: every ``nn.Linear`` weight contiguous again."""
+    with torch.no_grad():
+        for weight in _linear_weights(model):
+            if not weight.is_contiguous():
+                weight.data = weight.data.contiguous()
+    return model
+
+
+@contextmanager
+def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, ``model``'s ``nn.Linear`` weights are contiguous; after it, as before.
+
+    For code that needs contiguous tensors, such as safetensors' ``save_model`` and
+    ``load_model`` with tied weights (checkpoints use it).
+    """
+    converted = [w for w in _linear_weights(model) if not w.is_contiguous()]
+    with torch.no_grad():
+        for weight in converted:
+            weight.data = weight.data.contiguous()
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for weight in converted:
+                weight.data = weight.data.t().contiguous().t()
+
+
+def uses_inference_layout(model: nn.Module) -> bool:
+    """True when every ``nn.Linear`` weight of ``model`` is stored column-major."""
+    weights = list(_linear_weights(model))
+    return bool(weights) and all(w.stride() == (1, w.shape[0]) for w in weights)
