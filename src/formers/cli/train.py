@@ -1,4 +1,13 @@
-"""``formers train CONFIG [--set key=value ...]``: train any task from a TOML recipe."""
+"""``formers train CONFIG [--set key=value ...]``: train any task from a TOML recipe.
+
+Data-parallel on N processes (GPUs, or CPU processes with gloo)::
+
+    torchrun --nproc_per_node N -m formers.cli.main train CONFIG [...]
+    torchrun --nproc_per_node N --no-python formers train CONFIG [...]
+
+Each process trains a replica on its share of every step's batches (see
+:mod:`formers.training.trainer`); rank 0 writes the run directory.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,11 @@ from pathlib import Path
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "train", help="train a model (translate, lm, mlm or classify) from a TOML recipe"
+        "train",
+        help="train a model (translate, lm, mlm or classify) from a TOML recipe",
+        description="Train a model from a TOML recipe. Data-parallel on N processes: "
+        "torchrun --nproc_per_node N -m formers.cli.main train CONFIG (or torchrun "
+        "--nproc_per_node N --no-python formers train CONFIG); rank 0 writes the run directory.",
     )
     p.add_argument("config", help="a TOML recipe, e.g. configs/multi30k_en_de_cpu.toml")
     p.add_argument(
@@ -23,11 +36,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from formers.training.config import load_experiment
+    from formers.training.distributed import Distributed
     from formers.training.trainer import Trainer
 
     config = load_experiment(args.config, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
-    trainer = Trainer(config, run_dir, resume=args.resume, progress=not args.no_progress)
-    state = trainer.fit()
-    print(f"done: step {state['step']}, epoch {state['epoch']}, best {state['best']}; {run_dir}")
+    distributed = Distributed.from_env()  # one process unless launched by torchrun
+    try:
+        trainer = Trainer(
+            config, run_dir, resume=args.resume, progress=not args.no_progress,
+            distributed=distributed,
+        )  # fmt: skip
+        state = trainer.fit()
+    finally:
+        distributed.destroy()
+    if distributed.is_main:
+        print(f"done: step {state['step']}, epoch {state['epoch']}, best {state['best']}; "
+              f"{run_dir}")  # fmt: skip
     return 0

@@ -8,6 +8,12 @@ or every N steps; checkpoints of the last N and of the best validation; early st
 ``resume`` continues exactly where a run stopped (same batches, RNG states, optimizer and
 schedule), and Ctrl-C saves a checkpoint before exiting.
 
+Under ``torchrun`` (:mod:`formers.training.distributed`) N processes train DDP replicas: a step
+takes ``update_freq * N`` consecutive batches, rank r every N-th from the r-th, and the gradient
+is all ranks' summed loss over the step's total count (N ranks with ``update_freq`` 1 update as
+one process with ``update_freq`` N); an epoch's tail too short for a step is dropped (logged).
+Rank 0 alone writes the run directory; all ranks validate alike, so they agree on stopping.
+
 A run directory holds::
 
     experiment.json        the resolved configuration
@@ -38,6 +44,7 @@ from tqdm.auto import tqdm
 
 from formers.device import resolve_device
 from formers.training.config import ExperimentConfig
+from formers.training.distributed import Distributed, unused_parameters
 from formers.training.schedules import cosine, inverse_sqrt, noam
 from formers.training.tasks import make_task
 
@@ -81,13 +88,17 @@ class Trainer:
         run_dir: where the tokenizer, logs and checkpoints go.
         resume: continue from the latest checkpoint in ``run_dir`` (error if there is none).
         progress: show a progress bar.
+        distributed: this process's place in a data-parallel run (default: from torchrun's
+            environment; a single process without it).
     """
 
     def __init__(
         self, config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
-        progress: bool = True,
+        progress: bool = True, distributed: Distributed | None = None,
     ) -> None:  # fmt: skip
-        self.cfg, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.cfg, self.run_dir = config, Path(run_dir)
+        self.dist = distributed or Distributed.from_env()
+        self.progress = progress and self.dist.is_main
         # "seconds": wall time spent in fit() (training and validation), summed over resumes
         self.state: dict[str, Any] = {
             "step": 0, "epoch": 0, "batches_done": 0, "best": None, "bad_validations": 0,
@@ -97,12 +108,18 @@ class Trainer:
         self.train_cfg = config.train
         if self.train_cfg.threads:
             torch.set_num_threads(self.train_cfg.threads)
-        self.device = resolve_device(self.train_cfg.device)
+        self.device = self.dist.init(resolve_device(self.train_cfg.device))
         self.dtype = autocast_dtype(self.device, self.train_cfg.precision)
         self._seed(self.train_cfg.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "experiment.json").write_text(json.dumps(config.to_dict(), indent=2))
-        self.task = make_task(config, self.run_dir, self.device, self._log)
+        with self.dist.main_first():  # the others read the tokenizer and cache rank 0 made
+            if self.dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "experiment.json").write_text(
+                    json.dumps(config.to_dict(), indent=2)
+                )
+            self.task = make_task(config, self.run_dir, self.device, self._log)
+        if self.dist.rank > 0:  # its own dropout; DDP gives it rank 0's initial weights
+            self._seed(self.train_cfg.seed + self.dist.rank)
         self.tokenizer, self.model = self.task.tokenizer, self.task.model
         self.model_config = self.task.model_config
         t = self.train_cfg
@@ -112,9 +129,19 @@ class Trainer:
         )  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-        self._interrupted = False
+        self._interrupted = False  # Ctrl-C seen by this process
+        self._stop = False  # ... and agreed by all processes at the last step boundary
+        self._saved_step: int | None = None  # the step of the last step_N checkpoint
         if resume:
             self._resume()
+        # what the task's loss calls: DDP's forward hooks its backward into the gradient sync
+        unused = []
+        if self.dist.enabled:  # e.g. BERT's pooler under MLM: DDP must know
+            batch = self.task.collate(self.task.epoch_batches(0)[0])
+            unused = unused_parameters(self.model, lambda: self._loss(self.model, batch)[0])
+            if unused:
+                self._say(f"DDP: no gradient for {', '.join(unused)}; find_unused_parameters on")
+        self.ddp_model = self.dist.wrap(self.model, find_unused=bool(unused))
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -144,9 +171,11 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
         state = load_training_state(checkpoints[-1], self.model, self.optimizer)
         self.scheduler.load_state_dict(state.pop("scheduler"))
-        state.pop("rng")  # load_training_state has restored the RNG states
+        state.pop("rng")  # load_training_state has restored the RNG states (rank 0's)
+        self.dist.restore_rng_states(state.pop("rng_ranks", None), self._seed)
         self.state.update(state)
-        tqdm.write(f"resumed from {checkpoints[-1]} at step {self.state['step']}")
+        self._saved_step = self.state["step"]
+        self._say(f"resumed from {checkpoints[-1]} at step {self.state['step']}")
 
     # --- logging and checkpoints -------------------------------------------------------------
 
@@ -157,9 +186,16 @@ class Trainer:
             self.state["seconds"] += now - self._clock
         self._clock = now
 
+    def _say(self, message: str) -> None:
+        """Print a message (rank 0 only)."""
+        if self.dist.is_main:
+            tqdm.write(message)
+
     def _log(self, record: dict[str, Any]) -> None:
         """Append ``record`` to log.jsonl with the time (UTC) and, during :meth:`fit`, the
-        training seconds so far."""
+        training seconds so far (rank 0 only: the records are global)."""
+        if not self.dist.is_main:
+            return
         record = {**record, "time": datetime.datetime.now(datetime.UTC).isoformat("T", "seconds")}
         if self._clock is not None:
             self._tick()
@@ -168,14 +204,24 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def save(self, name: str | None = None) -> Path:
-        """Checkpoint the current step as ``checkpoints/step_N`` (or ``checkpoints/NAME``)."""
+        """Checkpoint the current step as ``checkpoints/step_N`` (or ``checkpoints/NAME``).
+
+        Under torchrun every rank must call this (it gathers their RNG states); rank 0 writes.
+        """
         from formers.training.checkpoint import prune_checkpoints, save_checkpoint
 
         self._tick()
         step = self.state["step"]
         directory = self.run_dir / "checkpoints" / (name or f"step_{step:08d}")
+        if name is None:
+            self._saved_step = step
         # save_checkpoint adds the RNG states, and load_training_state restores them
         state = {**self.state, "scheduler": self.scheduler.state_dict()}
+        if self.dist.enabled:  # "rng": rank 0's, as for one process; "rng_ranks": everyone's
+            ranks = self.dist.gather_rng_states()
+            if not self.dist.is_main:
+                return directory
+            state.update(rng=ranks[0], rng_ranks=ranks)
         save_checkpoint(
             directory, self.model, self.model_config.to_dict(), tokenizer=self.tokenizer,
             optimizer=self.optimizer, state=state,
@@ -186,18 +232,27 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
 
+    def _loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's ``(loss_sum, nll_sum)`` of a batch, under autocast when configured."""
+        dtype = self.dtype or torch.float32
+        with torch.autocast(self.device.type, dtype, enabled=bool(self.dtype)):
+            return self.task.loss(model, batch)
+
     def _train_step(self, group: list[Any]) -> dict[str, float]:
-        t = self.train_cfg
+        """One update from ``group`` (this rank's share of the step's batches); the statistics
+        returned are over all ranks. Also agrees on whether Ctrl-C stops the run here."""
+        t, ranks = self.train_cfg, self.dist.world_size
         batches = [self.task.collate(item) for item in group]
-        count = sum(b.count for b in batches)
+        (count,) = self.dist.all_reduce_sum([sum(b.count for b in batches)])
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = nll_sum = 0.0
-        for batch in batches:
-            with torch.autocast(
-                self.device.type, self.dtype or torch.float32, enabled=bool(self.dtype)
-            ):
-                loss, nll = self.task.loss(self.model, batch)
-            self.scaler.scale(loss / max(count, 1)).backward()  # normalized by the whole update
+        for i, batch in enumerate(batches):
+            # DDP averages the gradients over the ranks in the last micro-batch's backward;
+            # times `ranks`, that makes the sum of all ranks' losses over the total count
+            defer = self.dist.enabled and i < len(batches) - 1
+            with self.ddp_model.no_sync() if defer else contextlib.nullcontext():
+                loss, nll = self._loss(self.ddp_model, batch)
+                self.scaler.scale(loss * ranks / max(count, 1)).backward()
             loss_sum += float(loss.detach())
             nll_sum += float(nll)
         self.scaler.unscale_(self.optimizer)
@@ -207,10 +262,14 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        tokens = sum(b.tokens for b in batches)
+        if self.dist.enabled:
+            totals = self.dist.all_reduce_sum([loss_sum, nll_sum, tokens, self._interrupted])
+            loss_sum, nll_sum, tokens, self._stop = *totals[:3], totals[3] > 0
         return {
             "loss": loss_sum / max(count, 1),
             "nll": nll_sum / max(count, 1),
-            "tokens": sum(b.tokens for b in batches),
+            "tokens": int(tokens),
             "grad_norm": float(grad_norm),
         }
 
@@ -238,7 +297,7 @@ class Trainer:
         record = {"type": "valid", "step": self.state["step"], "epoch": self.state["epoch"]}
         self._log({**record, **metrics, "best": self.state["best"]})
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        tqdm.write(f"step {self.state['step']} validation: {summary}")
+        self._say(f"step {self.state['step']} validation: {summary}")
         self.save()
         if better:
             self.save("best")
@@ -256,7 +315,7 @@ class Trainer:
             if self._interrupted:
                 raise KeyboardInterrupt
             self._interrupted = True
-            tqdm.write("stopping after this step (Ctrl-C again to abort without saving)")
+            self._say("stopping after this step (Ctrl-C again to abort without saving)")
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -264,8 +323,12 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def _stopping(self) -> bool:
+        """Whether Ctrl-C stops the run (under torchrun: as agreed in the last step)."""
+        return self._stop if self.dist.enabled else self._interrupted
+
     def _done(self) -> bool:
-        if self._interrupted:
+        if self._stopping():
             return True
         t, s = self.train_cfg, self.state
         if t.max_steps and s["step"] >= t.max_steps:
@@ -276,9 +339,17 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until max_steps / max_epochs / early stopping; return the final state."""
-        self._interrupted = False
+        self._interrupted = self._stop = False
         t = self.train_cfg
-        steps_per_epoch = math.ceil(len(self.task.epoch_batches(0)) / t.update_freq)
+        per_step = t.update_freq * self.dist.world_size
+        batches = len(self.task.epoch_batches(0))
+        if self.dist.enabled and batches < per_step:
+            raise ValueError(
+                f"an epoch has {batches} batches, fewer than one step takes (update_freq x "
+                f"processes = {per_step}); use smaller batches or fewer processes"
+            )
+        # one process takes an epoch's last, partial step; several drop it
+        steps_per_epoch = (batches // per_step) if self.dist.enabled else -(-batches // per_step)
         bar = tqdm(
             total=t.max_steps or t.max_epochs * steps_per_epoch,
             initial=self.state["step"],
@@ -292,12 +363,14 @@ class Trainer:
                 self._loop(bar)
         finally:
             bar.close()
-        if self._interrupted:
+        if self._stopping():
             path = self.save()
-            tqdm.write(f"interrupted: saved {path}; continue with --resume")
+            self.dist.barrier()
+            self._say(f"interrupted: saved {path}; continue with --resume")
             raise KeyboardInterrupt
-        if not (self.run_dir / "checkpoints" / f"step_{self.state['step']:08d}").exists():
+        if self._saved_step != self.state["step"]:
             self.save()
+        self.dist.barrier()  # the last checkpoint is written when fit() returns, on every rank
         self._tick()
         self._clock = None
         return dict(self.state)
@@ -305,11 +378,14 @@ class Trainer:
     def _loop(self, bar: tqdm) -> None:
         t, s = self.train_cfg, self.state
         window_tokens, window_start = 0, time.perf_counter()
+        ranks = self.dist.world_size
+        # one process takes the epoch's last batches even if they do not fill a step
+        need = t.update_freq * ranks if self.dist.enabled else 1
         while not self._done():
             batches = self.task.epoch_batches(s["epoch"])
-            while s["batches_done"] < len(batches) and not self._done():
-                group = batches[s["batches_done"] : s["batches_done"] + t.update_freq]
-                stats = self._train_step(group)
+            while s["batches_done"] + need <= len(batches) and not self._done():
+                group = batches[s["batches_done"] : s["batches_done"] + t.update_freq * ranks]
+                stats = self._train_step(group[self.dist.rank :: ranks])
                 s["step"] += 1
                 s["batches_done"] += len(group)
                 window_tokens += stats["tokens"]
@@ -330,7 +406,10 @@ class Trainer:
                     window_tokens, window_start = 0, time.perf_counter()
                 if t.validate_every and s["step"] % t.validate_every == 0:
                     self.validate()
-            if s["batches_done"] >= len(batches) and not self._interrupted:
+            if s["batches_done"] + need > len(batches) and not self._stopping():
+                if s["batches_done"] < len(batches):
+                    dropped = len(batches) - s["batches_done"]
+                    self._log({"type": "epoch", "epoch": s["epoch"], "dropped_batches": dropped})
                 s["epoch"] += 1
                 s["batches_done"] = 0
                 if not t.validate_every:
