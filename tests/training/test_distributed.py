@@ -32,9 +32,8 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 N = 4  # steps before the resume; an epoch is 11 batches, 5 steps of 2 batches (1 dropped)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
+def make_corpus(root: Path) -> dict[str, Path]:
+    """A tiny parallel corpus (200 training and 20 validation pairs) and its tokenizer."""
     pairs = tiny_pairs(200, seed=0)
     valid = tiny_pairs(20, seed=1)
     files = {
@@ -45,6 +44,11 @@ def corpus(tmp_path_factory):
     }
     Tokenizer.train([x for pair in pairs for x in pair], 60).save(root)
     return {**files, "tokenizer": root / "tokenizer.model"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def write_config(path: Path, corpus: dict, *, dropout: float, **train) -> Path:

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from formers.training.rng import capture_rng_state, restore_rng_state
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -131,6 +133,24 @@ class Distributed:
         dist.gather_object(value, gathered, dst=0)
         return gathered
 
+    def all_gather(self, value: Any) -> list[Any]:
+        """Every process's ``value`` (picklable), in rank order, on every process."""
+        if not self.enabled:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This process's share of ``items``: every N-th from the r-th (``items[r::N]``), the
+        way the ranks split a validation set (all of ``items`` for one process)."""
+        return list(items[self.rank :: self.world_size])
+
+    def unshard(self, share: list[T]) -> list[T]:
+        """Every process's ``share`` (of :meth:`shard`'s items, e.g. their translations) put
+        back in the order of the items, on every process (``share`` itself for one process)."""
+        return interleave(self.all_gather(share))
+
     def gather_rng_states(self) -> list[dict[str, Any]] | None:
         """Every rank's RNG states (:func:`formers.training.rng.capture_rng_state`) on rank 0,
         in rank order, for the checkpoint; ``None`` elsewhere."""
@@ -174,6 +194,22 @@ class Distributed:
         return torch.nn.parallel.DistributedDataParallel(
             model, device_ids=ids, find_unused_parameters=find_unused
         )
+
+
+def interleave(shares: list[list[T]]) -> list[T]:
+    """The inverse of sharding: ``shares[r]`` holds items ``r, r + N, r + 2N, ...`` of a list of
+    ``N = len(shares)`` shares; return that list.
+
+    Raises:
+        ValueError: the share sizes cannot come from one list split by :meth:`Distributed.shard`.
+    """
+    n, total = len(shares), sum(len(share) for share in shares)
+    out: list[Any] = [None] * total
+    for rank, share in enumerate(shares):
+        if len(share) != len(range(rank, total, n)):
+            raise ValueError(f"share sizes {[len(s) for s in shares]} do not split one list")
+        out[rank::n] = share
+    return out
 
 
 def unused_parameters(model: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> list[str]:

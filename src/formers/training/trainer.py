@@ -12,7 +12,8 @@ Under ``torchrun`` (:mod:`formers.training.distributed`) N processes train DDP r
 takes ``update_freq * N`` consecutive batches, rank r every N-th from the r-th, and the gradient
 is all ranks' summed loss over the step's total count (N ranks with ``update_freq`` 1 update as
 one process with ``update_freq`` N); an epoch's tail too short for a step is dropped (logged).
-Rank 0 alone writes the run directory; all ranks validate alike, so they agree on stopping.
+Rank 0 alone writes the run directory; each rank validates every N-th batch (and sentence) and
+the sums are all-reduced, so all ranks get the whole set's metrics and agree on stopping.
 
 A run directory holds::
 
@@ -245,7 +246,7 @@ class Trainer:
 
     def validate(self) -> dict[str, Any] | None:
         """Validate, log, checkpoint, and track the best result; return the metrics."""
-        metrics = self.task.validate(self.model)
+        metrics = self.task.validate(self.model, self.dist)
         if metrics is None:
             self.save()
             return None

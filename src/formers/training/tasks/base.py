@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from formers.training.config import ExperimentConfig
+from formers.training.distributed import Distributed
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -83,9 +84,17 @@ class Task(ABC):
         """``(loss_sum, nll_sum)`` summed over ``batch.count`` units."""
 
     @abstractmethod
-    def validate(self, model: nn.Module) -> dict[str, Any] | None:
+    def validate(self, model: nn.Module, dist: Distributed | None = None) -> dict[str, Any] | None:
         """Validation metrics (floats, and strings such as signatures), or ``None`` without
-        validation data."""
+        validation data.
+
+        Args:
+            model: the model (not a DDP wrapper: the ranks run different batches).
+            dist: the processes that share the work (default: this one alone). Each validates
+                its :meth:`~formers.training.distributed.Distributed.shard` of the batches (or
+                sentences); the sums are all-reduced before the metrics are derived, so that
+                every process returns the metrics of the whole set, the same on all.
+        """
 
     # --- shared helpers -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.training.distributed import Distributed
 from formers.training.losses import summed_cross_entropy
 from formers.training.tasks.base import Batch, Task
 
@@ -120,10 +121,11 @@ class LanguageModelTask(Task):
         return summed_cross_entropy(flat, y, self.cfg.train.label_smoothing)
 
     @torch.inference_mode()
-    def validate(self, model: nn.Module) -> dict[str, Any] | None:
+    def validate(self, model: nn.Module, dist: Distributed | None = None) -> dict[str, Any] | None:
         if self.valid_ids is None or len(self.valid_ids) <= 1:
             return None
         t = self.cfg.train
+        dist = dist or Distributed()
         was_training = model.training
         model.eval()
         # consecutive windows; the last one may be shorter
@@ -132,7 +134,7 @@ class LanguageModelTask(Task):
         if t.valid_batches:
             chunks = chunks[: t.valid_batches]
         nll_sum, count = 0.0, 0
-        for chunk in chunks:
+        for chunk in dist.shard(chunks):
             full = [s for s in chunk if s + self.context < len(self.valid_ids)]
             if full:
                 x, y = self._windows(self.valid_ids, full)
@@ -145,5 +147,7 @@ class LanguageModelTask(Task):
                 nll_sum += float(F.cross_entropy(logits.float(), tail[1:], reduction="sum"))
                 count += tail.numel() - 1
         model.train(was_training)
+        nll_sum, total = dist.all_reduce_sum([nll_sum, count])  # every process's sums
+        count = int(total)
         loss = nll_sum / max(count, 1)
         return {"loss": loss, "ppl": math.exp(min(loss, 100.0)), "tokens": count}

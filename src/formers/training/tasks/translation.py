@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from formers.training.distributed import Distributed
 from formers.training.losses import smoothed_nll
 from formers.training.tasks.base import Batch, Task
 from formers.training.validation import ValidationSet, validation_bleu, validation_loss
@@ -99,16 +100,18 @@ class TranslationTask(Task):
         )
         return loss, nll
 
-    def validate(self, model: nn.Module) -> dict[str, Any] | None:
+    def validate(self, model: nn.Module, dist: Distributed | None = None) -> dict[str, Any] | None:
         if self.valid is None:
             return None
         t = self.cfg.train
-        metrics: dict[str, Any] = validation_loss(model, self.valid, self.device, t.label_smoothing)
+        metrics: dict[str, Any] = validation_loss(
+            model, self.valid, self.device, t.label_smoothing, dist
+        )
         if t.valid_bleu:
             metrics.update(
                 validation_bleu(
                     model, self.tokenizer, self.valid, self.device, beam=t.valid_beam,
-                    tokenized=t.bleu_tokenized, max_tokens=t.max_tokens,
+                    tokenized=t.bleu_tokenized, max_tokens=t.max_tokens, dist=dist,
                 )
             )  # fmt: skip
         return metrics
