@@ -12,6 +12,7 @@ behaves exactly as it did before distributed training existed.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class Distributed:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # rank 0's setup (tokenizer training, encoding a large corpus) can outlast the collectives'
+    # default timeout (10 min for nccl): the others wait for it on a gloo group of its own
+    setup_timeout: datetime.timedelta = datetime.timedelta(hours=6)
+    _setup_group: Any = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Distributed:
@@ -91,6 +96,8 @@ class Distributed:
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend, rank=self.rank, world_size=self.world_size)
+        if self._setup_group is None:
+            self._setup_group = dist.new_group(backend="gloo", timeout=self.setup_timeout)
         return device
 
     def destroy(self) -> None:
@@ -106,12 +113,15 @@ class Distributed:
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:
         """Run the body on rank 0 first, then on the others (which can then read what rank 0
-        wrote: a tokenizer, a data cache)."""
+        wrote: a tokenizer, a data cache). The others wait up to ``setup_timeout``."""
+        if not self.enabled:
+            yield
+            return
         if not self.is_main:
-            self.barrier()
+            dist.barrier(group=self._setup_group)
         yield
         if self.is_main:
-            self.barrier()
+            dist.barrier(group=self._setup_group)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         """The sums of ``values`` over all processes (in float64), element by element."""
