@@ -83,7 +83,7 @@ def torchrun(*args: str | Path) -> None:
 
 
 def formers_train(config: Path, run_dir: Path, *extra: str) -> None:
-    torchrun("-m", "formers.cli.main", "train", config, "--run-dir", run_dir, "--no-progress",
+    torchrun("-m", "formers", "train", config, "--run-dir", run_dir, "--no-progress",
              *extra)  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 Data-parallel on N processes (GPUs, or CPU processes with gloo)::
 
-    torchrun --nproc_per_node N -m formers.cli.main train CONFIG [...]
+    torchrun --nproc_per_node N -m formers train CONFIG [...]
     torchrun --nproc_per_node N --no-python formers train CONFIG [...]
 
 Each process trains a replica on its share of every step's batches (see
@@ -20,7 +20,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "train",
         help="train a model (translate, lm, mlm or classify) from a TOML recipe",
         description="Train a model from a TOML recipe. Data-parallel on N processes: "
-        "torchrun --nproc_per_node N -m formers.cli.main train CONFIG (or torchrun "
+        "torchrun --nproc_per_node N -m formers train CONFIG (or torchrun "
         "--nproc_per_node N --no-python formers train CONFIG); rank 0 writes the run directory.",
     )
     p.add_argument("config", help="a TOML recipe, e.g. configs/multi30k_en_de_cpu.toml")

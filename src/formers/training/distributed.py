@@ -1,6 +1,6 @@
 """Data-parallel training over several processes (PyTorch DDP), as launched by ``torchrun``.
 
-``torchrun --nproc_per_node N -m formers.cli.main train CONFIG`` starts N processes and tells
+``torchrun --nproc_per_node N -m formers train CONFIG`` starts N processes and tells
 each its place through the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, and the
 rendezvous address). :class:`Distributed` reads that, joins the process group (``gloo`` on the
 CPU, ``nccl`` with one GPU per local rank on CUDA) and offers the few collectives the trainer
