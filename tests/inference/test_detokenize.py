@@ -94,3 +94,15 @@ def test_flush_gives_an_incomplete_character_as_a_replacement():
 def test_window_must_be_positive():
     with pytest.raises(ValueError, match="window"):
         IncrementalDecoder(ByteTokenizer(), window=0)
+
+
+def test_pieces_are_the_non_empty_texts_of_push_then_flush(spm):
+    text = "naïve café, ½ ☃ — déjà vu"
+    tokens = list(text.encode("utf-8"))  # multi-byte characters split over several tokens
+    byte_pieces = list(IncrementalDecoder(ByteTokenizer()).pieces(tokens))
+    assert byte_pieces == [p for p in stream(ByteTokenizer(), [], tokens) if p]
+    assert "".join(byte_pieces) == text and len(byte_pieces) < len(tokens)
+    prompt, rest = spm.encode("the cat sat"), spm.encode(" on the mat")
+    spm_pieces = list(IncrementalDecoder(spm, prompt).pieces(rest))
+    assert spm_pieces == [p for p in stream(spm, prompt, rest) if p]
+    assert "".join(spm_pieces) == expected(spm, prompt, rest)

@@ -90,16 +90,13 @@ def run(args: argparse.Namespace) -> int:
     decoder = IncrementalDecoder(tokenizer, prompt)
     out = sys.stdout
     if args.no_stream:
-        text = "".join(decoder.push(token) for token in tokens) + decoder.flush()
-        out.write(f"{args.prompt}{text}\n")
+        out.write(f"{args.prompt}{''.join(decoder.pieces(tokens))}\n")
     else:
         out.write(args.prompt)
         out.flush()
-        for token in tokens:
-            text = decoder.push(token)
-            if text:
-                out.write(text)
-                out.flush()
-        out.write(f"{decoder.flush()}\n")
+        for text in decoder.pieces(tokens):
+            out.write(text)
+            out.flush()
+        out.write("\n")
     out.flush()
     return 0

@@ -16,7 +16,7 @@ U+FFFD (an incomplete character) is held back until the character completes or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 REPLACEMENT = "\ufffd"
@@ -79,3 +79,12 @@ class IncrementalDecoder:
         if len(text) <= len(before):
             return ""
         return self._emit(before, text)
+
+    def pieces(self, tokens: Iterable[int]) -> Iterator[str]:
+        """The non-empty texts of :meth:`push` for each of ``tokens``, then of :meth:`flush`:
+        a whole stream, as it arrives."""
+        for token in tokens:
+            if piece := self.push(token):
+                yield piece
+        if piece := self.flush():
+            yield piece

@@ -146,18 +146,12 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
 
     @app.post("/generate", response_model=None)
     def generate(body: GenerateRequest) -> dict[str, Any] | StreamingResponse:
-        events = service.generate_events(
-            body.prompt,
-            max_new_tokens=body.max_new_tokens,
-            temperature=body.temperature,
-            top_k=body.top_k,
-            top_p=body.top_p,
-            seed=body.seed,
-        )  # a refused request raises here, before anything is sent
-        if body.stream:
-            return StreamingResponse(_server_sent(events), media_type="text/event-stream")
-        *_, last = events
-        return {key: value for key, value in last.items() if key != "done"}
+        options = body.model_dump(exclude={"prompt", "stream"})
+        if not body.stream:
+            return service.generate(body.prompt, **options)
+        # a refused request raises here, before anything is sent
+        events = service.generate_events(body.prompt, **options)
+        return StreamingResponse(_server_sent(events), media_type="text/event-stream")
 
     @app.post("/classify")
     def classify(body: ClassifyRequest) -> dict[str, Any]:

@@ -141,7 +141,7 @@ class ModelService:
 
         Raises:
             CheckpointError: a missing or broken checkpoint.
-            ValueError: a checkpoint without a tokenizer, or a BERT body without a head.
+            ValueError: a checkpoint without a tokenizer.
         """
         from formers.device import resolve_device
         from formers.inference.layout import use_inference_layout
@@ -300,21 +300,14 @@ class ModelService:
         from formers.inference.detokenize import IncrementalDecoder
 
         decoder = IncrementalDecoder(self.tokenizer, ids)
-        pieces, count = [], 0
+        pieces = []
         with self._lock:
-            for token in tokens:
-                count += 1
-                piece = decoder.push(token)
-                if piece:
-                    pieces.append(piece)
-                    yield {"token": piece}
-            piece = decoder.flush()
-            if piece:
+            for piece in decoder.pieces(tokens):
                 pieces.append(piece)
                 yield {"token": piece}
         completion = "".join(pieces)
         yield {"done": True, "prompt": prompt, "completion": completion,
-               "text": prompt + completion, "tokens": count}  # fmt: skip
+               "text": prompt + completion, "tokens": len(decoder.ids) - len(ids)}  # fmt: skip
 
     def classify(self, texts: Sequence[str]) -> dict:
         """``{"predictions": [{"label", "probabilities"}, ...]}`` in the order of ``texts``."""

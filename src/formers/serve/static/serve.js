@@ -55,15 +55,22 @@
     },
   };
 
-  async function call(path, body) {
+  // the response to a GET (no body) or a JSON POST; a refusal throws with the server's detail
+  async function send(path, body) {
     const response = await fetch(path, {
       method: body === undefined ? "GET" : "POST",
       headers: { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(response.status + ": " + (answer.detail || response.statusText));
-    return answer;
+    if (!response.ok) {
+      const answer = await response.json();
+      throw new Error(response.status + ": " + (answer.detail || response.statusText));
+    }
+    return response;
+  }
+
+  async function call(path, body) {
+    return (await send(path, body)).json();
   }
 
   // a streamed answer (server-sent events): show the text as it grows; return the last event
@@ -92,14 +99,7 @@
 
   async function callTask(path, body) {
     if (!body.stream) return call(path, body);
-    const response = await fetch(path, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    if (!response.ok) {
-      const answer = await response.json();
-      throw new Error(response.status + ": " + (answer.detail || response.statusText));
-    }
-    return stream(response, body.prompt);
+    return stream(await send(path, body), body.prompt);
   }
 
   function fail(error) {
