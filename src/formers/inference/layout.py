@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 
 
@@ -35,6 +34,13 @@ def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
             yield module.weight
 
 
+def _store(weights: list[nn.Parameter], *, column_major: bool) -> None:
+    """Give each weight, in place, the layout asked for (same values, shape and parameter)."""
+    for weight in weights:
+        # column-major: (out, in) with strides (1, out), so that weight.T is contiguous
+        weight.data = weight.data.t().contiguous().t() if column_major else weight.data.contiguous()
+
+
 def use_inference_layout(model: nn.Module) -> nn.Module:
     """Store ``model``'s ``nn.Linear`` weights column-major, in place; returns ``model``.
 
@@ -42,19 +48,14 @@ def use_inference_layout(model: nn.Module) -> nn.Module:
     Weights on other devices (CUDA) are left as they are: the measurement is for MKL only.
     Idempotent.
     """
-    with torch.no_grad():
-        for weight in _linear_weights(model):
-            if weight.device.type == "cpu" and weight.is_contiguous():
-                weight.data = weight.data.t().contiguous().t()  # (out, in), strides (1, out)
+    weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
+    _store(weights, column_major=True)
     return model
 
 
 def use_standard_layout(model: nn.Module) -> nn.Module:
     """Undo :func:`use_inference_layout`: every ``nn.Linear`` weight contiguous again."""
-    with torch.no_grad():
-        for weight in _linear_weights(model):
-            if not weight.is_contiguous():
-                weight.data = weight.data.contiguous()
+    _store([w for w in _linear_weights(model) if not w.is_contiguous()], column_major=False)
     return model
 
 
@@ -66,15 +67,11 @@ def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
     ``load_model`` with tied weights (checkpoints use it).
     """
     converted = [w for w in _linear_weights(model) if not w.is_contiguous()]
-    with torch.no_grad():
-        for weight in converted:
-            weight.data = weight.data.contiguous()
+    _store(converted, column_major=False)
     try:
         yield model
     finally:
-        with torch.no_grad():
-            for weight in converted:
-                weight.data = weight.data.t().contiguous().t()
+        _store(converted, column_major=True)
 
 
 def uses_inference_layout(model: nn.Module) -> bool:
