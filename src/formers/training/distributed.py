@@ -131,10 +131,6 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.tolist()
 
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on at least one process."""
-        return self.all_reduce_sum([float(flag)])[0] > 0
-
     def gather(self, value: Any) -> list[Any] | None:
         """Every process's ``value`` (picklable), in rank order, on rank 0; ``None`` elsewhere."""
         if not self.enabled:

@@ -356,7 +356,7 @@ class Trainer:
             batches = self.task.epoch_batches(s["epoch"])
             while s["batches_done"] + need <= len(batches) and not self._done():
                 group = batches[s["batches_done"] : s["batches_done"] + t.update_freq * ranks]
-                stats = self._train_step(group[self.dist.rank :: ranks])
+                stats = self._train_step(self.dist.shard(group))
                 s["step"] += 1
                 s["batches_done"] += len(group)
                 window_tokens += stats["tokens"]
