@@ -312,15 +312,14 @@ class Trainer:
         """Train until max_steps / max_epochs / early stopping; return the final state."""
         self._interrupted = self._stop = False
         t = self.train_cfg
-        per_step = t.update_freq * self.dist.world_size
+        per_step, need = self._batches_per_step()
         batches = len(self.task.epoch_batches(0))
-        if self.dist.enabled and batches < per_step:
+        if self.dist.enabled and batches < need:
             raise ValueError(
                 f"an epoch has {batches} batches, fewer than one step takes (update_freq x "
                 f"processes = {per_step}); use smaller batches or fewer processes"
             )
-        # one process takes an epoch's last, partial step; several drop it
-        steps_per_epoch = (batches // per_step) if self.dist.enabled else -(-batches // per_step)
+        steps_per_epoch = (batches - need) // per_step + 1  # the steps _loop takes
         bar = tqdm(
             total=t.max_steps or t.max_epochs * steps_per_epoch,
             initial=self.state["step"],
@@ -346,16 +345,20 @@ class Trainer:
         self._clock = None
         return dict(self.state)
 
+    def _batches_per_step(self) -> tuple[int, int]:
+        """``(batches a step takes, fewest it may take)``: one process takes an epoch's last,
+        partial step; several drop it, so that every rank has its share."""
+        per_step = self.train_cfg.update_freq * self.dist.world_size
+        return per_step, per_step if self.dist.enabled else 1
+
     def _loop(self, bar: tqdm) -> None:
         t, s = self.train_cfg, self.state
         window_tokens, window_start = 0, time.perf_counter()
-        ranks = self.dist.world_size
-        # one process takes the epoch's last batches even if they do not fill a step
-        need = t.update_freq * ranks if self.dist.enabled else 1
+        per_step, need = self._batches_per_step()
         while not self._done():
             batches = self.task.epoch_batches(s["epoch"])
             while s["batches_done"] + need <= len(batches) and not self._done():
-                group = batches[s["batches_done"] : s["batches_done"] + t.update_freq * ranks]
+                group = batches[s["batches_done"] : s["batches_done"] + per_step]
                 stats = self._train_step(self.dist.shard(group))
                 s["step"] += 1
                 s["batches_done"] += len(group)
