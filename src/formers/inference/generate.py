@@ -16,25 +16,13 @@ Shapes: V vocabulary.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from formers.decoding.sequential import filter_logits
 from formers.nn.decoder_only import DecoderOnlyLM
-
-
-@contextmanager
-def _inference(model: DecoderOnlyLM) -> Iterator[None]:
-    """Eval mode and no autograd for one step; the caller's mode is back before each yield."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
+from formers.nn.modes import evaluating
 
 
 def _check_options(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
@@ -135,7 +123,7 @@ def _stream(
         probs = logits.softmax(dim=-1)
         return int(torch.multinomial(probs, 1, generator=generator))
 
-    with _inference(model):
+    with evaluating(model):  # the caller's mode is back before each yield
         cache = model.new_cache()
         ids = torch.tensor([tokens], dtype=torch.long, device=device)  # (1, t)
         logits = model.decode(ids, cache)[:, -1]  # the whole prompt in one pass: (1, V)
@@ -145,7 +133,7 @@ def _stream(
         if (stop_at_eos and token == model.eos_id) or step == max_new_tokens - 1:
             return
         tokens.append(token)
-        with _inference(model):
+        with evaluating(model):
             if cache is not None and cache.length < context:
                 new = torch.tensor([[token]], dtype=torch.long, device=device)  # (1, 1)
                 logits = model.decode(new, cache)[:, -1]

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from formers.decoding import beam_search, gnmt_length_penalty, greedy_search
+from formers.nn.modes import evaluating
 from formers.nn.positional import LearnedPositionalEmbedding
 
 
@@ -198,23 +199,19 @@ def translate(
     empty = tokenizer.decode([])
     results = [[Translation(empty, 0.0, [])] for _ in sentences]  # empty sources keep these
     todo = [i for i, ids in enumerate(sources) if ids]
-    was_training = model.training
-    model.eval()
-    bar = tqdm(total=len(sentences), unit="sent", disable=not progress, desc="translate")
-    bar.update(len(sentences) - len(todo))
-    try:
-        with torch.inference_mode():
-            lengths = [len(sources[i]) for i in todo]
-            for batch in length_batches(lengths, max_tokens, max_sentences):
-                indices = [todo[j] for j in batch]
-                src = _pad([sources[i] for i in indices], model.pad_id, run_device)
-                found = _search(model, src, beam=beam, lenpen=lenpen, nbest=nbest, **limits)
-                for i, hyps in zip(indices, found, strict=True):
-                    results[i] = [_to_translation(model, tokenizer, t, score) for t, score in hyps]
-                bar.update(len(indices))
-    finally:
-        bar.close()
-        model.train(was_training)
+    with (
+        tqdm(total=len(sentences), unit="sent", disable=not progress, desc="translate") as bar,
+        evaluating(model),
+    ):
+        bar.update(len(sentences) - len(todo))
+        lengths = [len(sources[i]) for i in todo]
+        for batch in length_batches(lengths, max_tokens, max_sentences):
+            indices = [todo[j] for j in batch]
+            src = _pad([sources[i] for i in indices], model.pad_id, run_device)
+            found = _search(model, src, beam=beam, lenpen=lenpen, nbest=nbest, **limits)
+            for i, hyps in zip(indices, found, strict=True):
+                results[i] = [_to_translation(model, tokenizer, t, score) for t, score in hyps]
+            bar.update(len(indices))
     return results
 
 

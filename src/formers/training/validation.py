@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from formers.nn.modes import evaluating
 from formers.training.distributed import Distributed
 from formers.training.losses import smoothed_nll
 
@@ -33,7 +34,6 @@ class ValidationSet:
     references: list[str]
 
 
-@torch.inference_mode()
 def validation_loss(
     model: nn.Module,
     valid: ValidationSet,
@@ -46,18 +46,16 @@ def validation_loss(
     from formers.data.parallel import collate
 
     dist = dist or Distributed()
-    was_training = model.training
-    model.eval()
     loss_sum = nll_sum = 0.0
     tokens = 0
-    for indices in dist.shard(valid.batches):
-        batch = collate(valid.data, indices)
-        src, tgt_in, tgt_out = (t.to(device) for t in (batch.src, batch.tgt_in, batch.tgt_out))
-        loss, nll, n = smoothed_nll(model(src, tgt_in), tgt_out, model.pad_id, label_smoothing)
-        loss_sum += float(loss)
-        nll_sum += float(nll)
-        tokens += n
-    model.train(was_training)
+    with evaluating(model):
+        for indices in dist.shard(valid.batches):
+            batch = collate(valid.data, indices)
+            src, tgt_in, tgt_out = (t.to(device) for t in (batch.src, batch.tgt_in, batch.tgt_out))
+            loss, nll, n = smoothed_nll(model(src, tgt_in), tgt_out, model.pad_id, label_smoothing)
+            loss_sum += float(loss)
+            nll_sum += float(nll)
+            tokens += n
     loss_sum, nll_sum, tokens = dist.all_reduce_sum([loss_sum, nll_sum, tokens])
     nll_per_token = nll_sum / max(tokens, 1)
     return {

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.encoder_decoder import EncoderDecoder
 from formers.nn.encoder_only import EncoderOnlyModel
+from formers.nn.modes import evaluating
 
 # what each view's axes hold: (queries, keys), as attribute names of AttentionRecord
 VIEW_AXES = {
@@ -145,7 +146,7 @@ def capture_attention(
                 f"the text has {len(ids)} tokens but the model reads at most "
                 f"{model.context_length}; shorten it"
             )
-        with _inference(model):
+        with evaluating(model):
             _, weights = model.forward_with_attention(_batch(ids, model))
         return AttentionRecord(
             "decoder-only", _pieces(tokenizer, ids), [], {"self": _stack(weights)},
@@ -153,7 +154,7 @@ def capture_attention(
         )  # fmt: skip
     body = getattr(model, "body", model)
     if isinstance(body, EncoderOnlyModel):
-        with _inference(body):
+        with evaluating(body):
             _, weights = body.forward_with_attention(_batch(ids, body))
         return AttentionRecord(
             "encoder-only", _pieces(tokenizer, ids), [], {"self": _stack(weights)},
@@ -190,7 +191,7 @@ def _encoder_decoder(
             f"the target has {len(out_ids)} tokens, which with BOS is more than the decoder's "
             f"{target_limit} learned positions; shorten it"
         )
-    with _inference(model):
+    with evaluating(model):
         _, maps = model.forward_with_attention(_batch(ids, model), _batch(decoder_input, model))
     views = {
         "encoder": _stack(maps.encoder),
@@ -199,22 +200,6 @@ def _encoder_decoder(
     }
     source, target = _pieces(tokenizer, ids), _pieces(tokenizer, decoder_input)
     return AttentionRecord("encoder-decoder", source, target, views, text={"src": src, "tgt": tgt})
-
-
-class _inference:
-    """Eval mode and no autograd for the call; the previous mode is restored afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-        self.no_grad = torch.inference_mode()
-
-    def __enter__(self) -> None:
-        self.model.eval()
-        self.no_grad.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self.no_grad.__exit__(*exc)
-        self.model.train(self.was_training)
 
 
 def _batch(ids: Sequence[int], model: nn.Module) -> Tensor:

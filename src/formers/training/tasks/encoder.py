@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.nn.modes import evaluating
 from formers.training.distributed import Distributed
 from formers.training.losses import summed_cross_entropy
 from formers.training.tasks.base import Batch, Task, resolve_init
@@ -116,22 +117,19 @@ class ClassificationTask(EncoderTask):
         labels = batch.tensors["labels"]
         return summed_cross_entropy(logits, labels, self.cfg.train.label_smoothing)
 
-    @torch.inference_mode()
     def validate(self, model: nn.Module, dist: Distributed | None = None) -> dict[str, Any] | None:
         if self.valid_ids is None:
             return None
         dist = dist or Distributed()
-        was_training = model.training
-        model.eval()
         correct, nll = 0, 0.0
         b = self._batch_size()
-        for i in dist.shard(range(0, len(self.valid_ids), b)):
-            ids = self._pad(self.valid_ids[i : i + b]).to(self.device)
-            labels = torch.tensor(self.valid_labels[i : i + b], device=self.device)
-            logits = model(ids).float()
-            nll += float(F.cross_entropy(logits, labels, reduction="sum"))
-            correct += int((logits.argmax(-1) == labels).sum())
-        model.train(was_training)
+        with evaluating(model):
+            for i in dist.shard(range(0, len(self.valid_ids), b)):
+                ids = self._pad(self.valid_ids[i : i + b]).to(self.device)
+                labels = torch.tensor(self.valid_labels[i : i + b], device=self.device)
+                logits = model(ids).float()
+                nll += float(F.cross_entropy(logits, labels, reduction="sum"))
+                correct += int((logits.argmax(-1) == labels).sum())
         nll, total = dist.all_reduce_sum([nll, correct])  # every process's sums
         correct = int(total)
         n = len(self.valid_ids)
@@ -185,22 +183,19 @@ class MaskedLMTask(EncoderTask):
         labels = batch.tensors["labels"].flatten()
         return summed_cross_entropy(logits, labels, self.cfg.train.label_smoothing)
 
-    @torch.inference_mode()
     def validate(self, model: nn.Module, dist: Distributed | None = None) -> dict[str, Any] | None:
         if not self.valid_ids:
             return None
         dist = dist or Distributed()
-        was_training = model.training
-        model.eval()
         nll, count = 0.0, 0
         b = self._batch_size()
-        # the same masks at every validation, whichever process draws them
-        for i in dist.shard(range(0, len(self.valid_ids), b)):
-            batch = self._masked(self.valid_ids[i : i + b], self.seeded_generator(-1, i))
-            loss, _ = self.loss(model, batch) if batch.count else (torch.zeros(()), None)
-            nll += float(loss)
-            count += batch.count
-        model.train(was_training)
+        with evaluating(model):
+            # the same masks at every validation, whichever process draws them
+            for i in dist.shard(range(0, len(self.valid_ids), b)):
+                batch = self._masked(self.valid_ids[i : i + b], self.seeded_generator(-1, i))
+                loss, _ = self.loss(model, batch) if batch.count else (torch.zeros(()), None)
+                nll += float(loss)
+                count += batch.count
         nll, total = dist.all_reduce_sum([nll, count])  # every process's sums
         count = int(total)
         loss = nll / max(count, 1)

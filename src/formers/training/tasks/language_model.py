@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.nn.modes import evaluating
 from formers.training.distributed import Distributed
 from formers.training.losses import summed_cross_entropy
 from formers.training.tasks.base import Batch, Task
@@ -120,33 +121,30 @@ class LanguageModelTask(Task):
         flat = logits.flatten(0, 1).float()  # (b*T, V)
         return summed_cross_entropy(flat, y, self.cfg.train.label_smoothing)
 
-    @torch.inference_mode()
     def validate(self, model: nn.Module, dist: Distributed | None = None) -> dict[str, Any] | None:
         if self.valid_ids is None or len(self.valid_ids) <= 1:
             return None
         t = self.cfg.train
         dist = dist or Distributed()
-        was_training = model.training
-        model.eval()
         # consecutive windows; the last one may be shorter
         starts = list(range(0, len(self.valid_ids) - 1, self.context))
         chunks = [starts[i : i + t.batch_size] for i in range(0, len(starts), t.batch_size)]
         if t.valid_batches:
             chunks = chunks[: t.valid_batches]
         nll_sum, count = 0.0, 0
-        for chunk in dist.shard(chunks):
-            full = [s for s in chunk if s + self.context < len(self.valid_ids)]
-            if full:
-                x, y = self._windows(self.valid_ids, full)
-                nll_sum += float(F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten(),
-                                                 reduction="sum"))  # fmt: skip
-                count += y.numel()
-            for s in set(chunk) - set(full):  # the tail
-                tail = self.valid_ids[s:].to(self.device)
-                logits = model(tail[None, :-1])[0]
-                nll_sum += float(F.cross_entropy(logits.float(), tail[1:], reduction="sum"))
-                count += tail.numel() - 1
-        model.train(was_training)
+        with evaluating(model):
+            for chunk in dist.shard(chunks):
+                full = [s for s in chunk if s + self.context < len(self.valid_ids)]
+                if full:
+                    x, y = self._windows(self.valid_ids, full)
+                    nll_sum += float(F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten(),
+                                                     reduction="sum"))  # fmt: skip
+                    count += y.numel()
+                for s in set(chunk) - set(full):  # the tail
+                    tail = self.valid_ids[s:].to(self.device)
+                    logits = model(tail[None, :-1])[0]
+                    nll_sum += float(F.cross_entropy(logits.float(), tail[1:], reduction="sum"))
+                    count += tail.numel() - 1
         nll_sum, total = dist.all_reduce_sum([nll_sum, count])  # every process's sums
         count = int(total)
         loss = nll_sum / max(count, 1)
