@@ -151,3 +151,29 @@ def test_log_records_carry_the_time_and_training_seconds_across_resumes(corpus, 
     resumed = min(r["seconds"] for r in logged if r["step"] > N)
     assert 0 < first["seconds"] <= resumed + 0.1
     assert second["seconds"] > first["seconds"]
+
+
+def test_resume_restores_the_fp16_loss_scale(corpus, tmp_path, monkeypatch):
+    """fp16 training's GradScaler state (scale, growth count) is checkpointed and restored, so a
+    resumed run does not restart from the initial scale (and skip steps to find it again).
+
+    fp16 autocast needs CUDA; here the trainer gets an enabled CPU scaler that doubles its scale
+    every 2 steps, which exercises the same save and restore on fp32 gradients."""
+    import torch
+
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(
+        torch.amp, "GradScaler",
+        lambda device, enabled: real("cpu", init_scale=2.0**4, growth_interval=2),
+    )  # fmt: skip
+    straight = Trainer(experiment(corpus), tmp_path / "straight", progress=False)
+    straight.fit()
+    Trainer(experiment(corpus, max_steps=N), tmp_path / "split", progress=False).fit()
+    resumed = Trainer(experiment(corpus), tmp_path / "split", resume=True, progress=False)
+    assert resumed.scaler.get_scale() == 2.0 ** (4 + N // 2)  # not the initial 2**4
+    resumed.fit()
+    assert resumed.scaler.state_dict() == straight.scaler.state_dict()
+    assert straight.scaler.get_scale() == 2.0 ** (4 + N)
+    a, b = train_losses(tmp_path / "straight"), train_losses(tmp_path / "split")
+    for step in range(N + 1, 2 * N + 1):
+        assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])

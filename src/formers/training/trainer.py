@@ -142,6 +142,9 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
         state = load_training_state(checkpoints[-1], self.model, self.optimizer)
         self.scheduler.load_state_dict(state.pop("scheduler"))
+        scaler_state = state.pop("grad_scaler", None)  # None: not an fp16 run
+        if scaler_state is not None:
+            self.scaler.load_state_dict(scaler_state)
         state.pop("rng")  # load_training_state has restored the RNG states (rank 0's)
         self.dist.restore_rng_states(state.pop("rng_ranks", None), self._seed)
         self.state.update(state)
@@ -188,6 +191,8 @@ class Trainer:
             self._saved_step = step
         # save_checkpoint adds the RNG states, and load_training_state restores them
         state = {**self.state, "scheduler": self.scheduler.state_dict()}
+        if self.scaler.is_enabled():  # fp16: the loss scale and its growth count
+            state["grad_scaler"] = self.scaler.state_dict()
         if self.dist.enabled:  # "rng": rank 0's, as for one process; "rng_ranks": everyone's
             ranks = self.dist.gather_rng_states()
             if not self.dist.is_main:
