@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import platform
 import statistics
 import sys
@@ -58,7 +57,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import ROOT, device_info, git_info, load_average, resolve_device
+from common import ROOT, device_info, git_info, load_average, resolve_device, write_result
 from torch import Tensor, nn
 
 from formers.models.bert import build_bert
@@ -363,8 +362,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "results": results,
         "runtime_s": runtime,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print_summary(result)
     print(f"runtime {runtime:.0f} s; wrote {args.out}")
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import subprocess
@@ -70,3 +71,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available")
     return torch.device(name)
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's result as indented JSON, making its folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def print_footer(warnings: list[str], runtime: float, out: Path) -> None:
+    """The last lines every benchmark prints: its warnings, how long it took, where it wrote."""
+    for warning in warnings:
+        print(f"WARNING: {warning}")
+    print(f"runtime {runtime:.0f} s; wrote {out}")

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import statistics
 import sys
@@ -45,7 +44,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import ROOT, device_info, git_info, load_average, resolve_device
+from common import (
+    ROOT,
+    device_info,
+    git_info,
+    load_average,
+    print_footer,
+    resolve_device,
+    write_result,
+)
 from torch import Tensor
 
 from formers.decoding import beam_search, greedy_search
@@ -307,8 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "warnings": warnings,
         "runtime_s": runtime,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
 
     print(
         f"Marian {args.size} on {device_info(device)['name']} ({threads()} threads, torch "
@@ -329,9 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"identical tokens: {r['identical_tokens']}"
         )
     print(f"load average {load_before} before, {load_after} after")
-    for w in warnings:
-        print(f"WARNING: {w}")
-    print(f"runtime {runtime:.0f} s; wrote {args.out}")
+    print_footer(warnings, runtime, args.out)
     return result
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gzip
-import json
 import re
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from typing import Any
 
 import httpx
 import torch
-from common import ROOT, device_info, git_info, load_average
+from common import ROOT, device_info, git_info, load_average, write_result
 
 
 def read_sentences(path: Path, n: int) -> list[str]:
@@ -143,8 +142,7 @@ def main() -> None:
         "speedup_requests_per_s": on["requests_per_s"] / off["requests_per_s"],
         "translations_that_differ": differ,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     for name, r in result["results"].items():
         print(
             f"{name:12s} {r['requests_per_s']:7.1f} requests/s, latency median "

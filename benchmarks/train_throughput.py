@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import platform
 import statistics
 import sys
@@ -44,7 +43,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import ROOT, device_info, git_info, load_average, resolve_device
+from common import (
+    ROOT,
+    device_info,
+    git_info,
+    load_average,
+    print_footer,
+    resolve_device,
+    write_result,
+)
 from torch import Tensor, nn
 from torch_reference import TorchSeq2Seq, check_equivalence, copy_weights
 
@@ -356,8 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "warnings": warnings,
         "runtime_s": runtime,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
 
     print(
         f"{args.preset} on {device_info(device)['name']} ({result['precision']}, "
@@ -383,9 +389,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"CPU utilization (median) {util[0]:.2f} / {util[1]:.2f}; load average {load_before} "
         f"before, {load_after} after (a load above the core count means shared cores)"
     )
-    for w in warnings:
-        print(f"WARNING: {w}")
-    print(f"runtime {runtime:.0f} s; wrote {args.out}")
+    print_footer(warnings, runtime, args.out)
     return result
 
 
