@@ -79,6 +79,11 @@ def test_translate_equals_the_library(translator, reference):
     assert len({t["text"] for t in got}) > 1  # the texts differ: the order check means something
     one = post(translator, "/translate", {"text": SENTENCES[1], "beam": 3, "lenpen": 1.0})
     assert one.json()["translations"][0]["text"] == expected[1].text
+    power = translate(model, tokenizer, SENTENCES[:2], beam=3, lenpen=1.0, lenpen_form="power")
+    body = {"texts": SENTENCES[:2], "beam": 3, "lenpen": 1.0, "lenpen_form": "power"}
+    got = post(translator, "/translate", body).json()["translations"]
+    assert [t["score"] for t in got] == pytest.approx([p[0].score for p in power], abs=1e-5)
+    assert got[0]["score"] != pytest.approx(expected[0].score, abs=1e-3)  # the form is used
 
 
 def test_attention_equals_capture(translator, reference):
@@ -105,6 +110,7 @@ def test_attention_equals_capture(translator, reference):
         ("/translate", {"text": "a cat", "beam": 0}, 400, r"beam must be in \[1, 5\]"),
         ("/translate", {"text": "a cat", "beam": 6}, 400, r"beam must be in \[1, 5\]"),
         ("/translate", {"text": "a cat", "lenpen": -1}, 400, "lenpen must be >= 0"),
+        ("/translate", {"text": "a cat", "lenpen_form": "x"}, 400, "lenpen_form must be one of"),
         ("/translate", {"text": "a", "texts": ["b"]}, 422, "exactly one of 'text'"),
         ("/translate", {}, 422, "^body: give exactly one of 'text'"),
         ("/translate", {"text": 3}, 422, "text: Input should be a valid string"),

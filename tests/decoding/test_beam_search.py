@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from decoding.helpers import random_sources, sequence_log_prob, tiny_model
-from formers.decoding import beam_search, gnmt_length_penalty, greedy_search
+from formers.decoding import beam_search, gnmt_length_penalty, greedy_search, length_penalty
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -22,10 +22,9 @@ def test_beam_size_one_equals_greedy(seed):
     torch.testing.assert_close(log_probs, greedy.scores, atol=1e-4, rtol=0)
 
 
-def _exhaustive_best(model, src, max_len, alpha):
+def _exhaustive_best(model, src, max_len, lp):
     """Score every output of length <= max_len (real tokens then EOS) by brute force."""
     real = [t for t in range(5) if t not in (model.pad_id, model.bos_id, model.eos_id)]
-    lp = gnmt_length_penalty(alpha)
     best = None
     for length in range(1, max_len + 1):
         for prefix in itertools.product(real, repeat=length - 1):
@@ -36,8 +35,17 @@ def _exhaustive_best(model, src, max_len, alpha):
     return best
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.5])
-def test_wide_beam_finds_the_exhaustive_optimum(alpha):
+@pytest.mark.parametrize(
+    ("form", "alpha", "formula"),
+    [
+        ("gnmt", 0.0, lambda n: 1.0),
+        ("gnmt", 0.6, lambda n: ((5 + n) / 6) ** 0.6),
+        ("gnmt", 1.5, lambda n: ((5 + n) / 6) ** 1.5),
+        ("power", 1.0, lambda n: n),  # fairseq's default --lenpen 1: the mean per token
+        ("power", 2.0, lambda n: n**2),
+    ],
+)
+def test_wide_beam_finds_the_exhaustive_optimum(form, alpha, formula):
     """Vocabulary 5 (pad, bos, eos and two real tokens), outputs of at most 4 tokens: a beam
     wider than the number of prefixes must find the best sequence by exhaustive enumeration."""
     greedy_was_wrong = 0
@@ -46,8 +54,11 @@ def test_wide_beam_finds_the_exhaustive_optimum(alpha):
         # sharpen the distributions so that different outputs have clearly different scores
         model.generator.weight.data.mul_(3.0)
         src = random_sources(1, 5, max_len=3, seed=seed)[0]
-        best, best_score = _exhaustive_best(model, src, max_len=4, alpha=alpha)
-        out = beam_search(model, src[None], beam_size=32, lenpen=alpha, max_len_a=0.0, max_len_b=4)
+        best, best_score = _exhaustive_best(model, src, max_len=4, lp=formula)
+        lp = length_penalty(form, alpha)
+        out = beam_search(
+            model, src[None], beam_size=32, length_penalty=lp, max_len_a=0.0, max_len_b=4
+        )  # fmt: skip
         found = out.nbest[0][0]
         assert torch.equal(found.tokens, best), (seed, found.tokens, best)
         assert math.isclose(found.score, best_score, abs_tol=1e-4)
@@ -172,3 +183,8 @@ def test_forced_eos_log_prob_scores_the_eos_forced_at_the_limit():
                 expected = sequence_log_prob(model, src[i], h.tokens)
             assert math.isclose(h.log_prob, expected, abs_tol=1e-4)
     assert checked > 0
+
+
+def test_unknown_length_penalty_form_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown length penalty form 'fairseq'.*gnmt, power"):
+        length_penalty("fairseq", 1.0)

@@ -79,6 +79,19 @@ def test_nbest_lines_have_index_score_and_text(checkpoint, monkeypatch, capsys):
     assert scores[0] == pytest.approx(expected[0][0].score, abs=1e-4)
 
 
+def test_lenpen_form_power_scores_as_the_library(checkpoint, monkeypatch, capsys):
+    directory, model, tok = checkpoint
+    _stdin(monkeypatch, SOURCES[0].encode())
+    options = ["--nbest", "2", "--lenpen", "1.0", "--lenpen-form", "power"]
+    assert main(["translate", "--checkpoint", str(directory), *DECODING, *options]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    expected = translate(model, tok, SOURCES[:1], beam=3, nbest=2, max_len_b=4, lenpen=1.0,
+                         lenpen_form="power")  # fmt: skip
+    assert [float(s) for _, s, _ in lines] == pytest.approx(
+        [h.score for h in expected[0]], abs=1e-4
+    )
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -88,6 +101,7 @@ def test_nbest_lines_have_index_score_and_text(checkpoint, monkeypatch, capsys):
         (["--max-len-a", "-1"], "max_len_a must be >= 0"),
         (["--max-len-b", "-1"], "max_len_b must be >= 0"),
         (["--device", "tpu9"], "unknown device 'tpu9'"),
+        (["--lenpen-form", "fairseq"], "lenpen_form must be one of gnmt, power, got 'fairseq'"),
     ],
 )
 def test_impossible_options_are_refused_before_anything_loads(options, message, capsys):

@@ -122,6 +122,23 @@ def test_progress_bar_goes_to_stderr(model, tok, capsys):
     assert captured.out == ""
 
 
+def test_the_power_length_penalty_form_scores_as_fairseq(model, tok):
+    """``lenpen_form="power"`` ranks by ``log P / n ** lenpen`` (fairseq's ``--lenpen``), for
+    greedy and beam search alike, and is what beam_search does with that penalty."""
+    src = torch.tensor([tok.encode(SENTENCES[2])])
+    (hyps,) = translate(model, tok, [SENTENCES[2]], beam=4, nbest=2, lenpen=1.0,
+                        lenpen_form="power", **OPTIONS)  # fmt: skip
+    out = beam_search(model, src, beam_size=4, nbest=2, length_penalty=lambda n: n, **OPTIONS)
+    for hyp, ref in zip(hyps, out.nbest[0], strict=True):
+        assert hyp.tokens + [model.eos_id] == ref.tokens.tolist()
+        assert hyp.score == pytest.approx(ref.log_prob / len(ref.tokens))
+    ((greedy,),) = translate(model, tok, [SENTENCES[2]], beam=1, lenpen=2.0,
+                             lenpen_form="power", **OPTIONS)  # fmt: skip
+    n = len(greedy.tokens) + 1  # with the EOS
+    log_prob = float(greedy_search(model, src, **OPTIONS).scores[0])
+    assert greedy.score == pytest.approx(log_prob / n**2, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -133,6 +150,7 @@ def test_progress_bar_goes_to_stderr(model, tok, capsys):
         (dict(max_len_a=-1.0), "max_len_a must be >= 0"),
         (dict(max_len_a=0.0, max_len_b=0), "max_len_b must be"),
         (dict(lenpen=float("nan")), "lenpen must be a finite number"),
+        (dict(lenpen_form="fairseq"), "lenpen_form must be one of gnmt, power, got 'fairseq'"),
         (dict(max_sentences=0), "max_sentences must be >= 1"),
     ],
 )

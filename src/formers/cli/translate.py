@@ -13,6 +13,7 @@ import sys
 
 from formers.cli.textio import read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
+from formers.decoding import LENGTH_PENALTIES
 from formers.device import resolve_device
 from formers.inference.layout import use_inference_layout
 from formers.inference.translate import Translation, check_translate_options, translate
@@ -26,7 +27,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="FILE", help="source sentences, UTF-8 (default: stdin)")
     p.add_argument("--output", metavar="FILE", help="where to write (default: stdout)")
     p.add_argument("--beam", type=int, default=4, metavar="K", help="beam size; 1: greedy (4)")
-    p.add_argument("--lenpen", type=float, default=0.6, help="GNMT length penalty alpha (0.6)")
+    p.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha (0.6)")
+    p.add_argument(
+        "--lenpen-form", default="gnmt", metavar="{" + ",".join(LENGTH_PENALTIES) + "}",
+        help="gnmt: divide scores by ((5 + n) / 6) ** alpha (GNMT, as the paper); power: by "
+        "n ** alpha (fairseq's --lenpen, Hugging Face's length_penalty) (gnmt)",
+    )  # fmt: skip
     p.add_argument("--nbest", type=int, default=1, metavar="N", help="outputs per line (1)")
     p.add_argument(
         "--max-tokens", type=int, default=4096, metavar="N", help="source tokens a batch (4096)"
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     check_translate_options(
         beam=args.beam, nbest=args.nbest, max_tokens=args.max_tokens,
         max_len_a=args.max_len_a, max_len_b=args.max_len_b, lenpen=args.lenpen,
+        lenpen_form=args.lenpen_form,
     )  # fmt: skip
     device = resolve_device(args.device)
     set_threads(args.threads)
@@ -74,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             "the tokenizer the model was trained with"
         )
     results = translate(
-        model, tokenizer, sentences, beam=args.beam, lenpen=args.lenpen, nbest=args.nbest,
+        model, tokenizer, sentences, beam=args.beam, lenpen=args.lenpen,
+        lenpen_form=args.lenpen_form, nbest=args.nbest,
         max_tokens=args.max_tokens, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
         device=device, progress=sys.stderr.isatty(),
     )  # fmt: skip

@@ -3,7 +3,9 @@
 The paper decodes with "beam search with a beam size of 4 and length penalty alpha = 0.6"
 (Vaswani et al. 2017, arXiv 1706.03762, section 6.1), citing GNMT (Wu et al. 2016,
 arXiv 1609.08144), whose penalty is ``lp(Y) = ((5 + |Y|) / 6) ** alpha``; a hypothesis is ranked by
-``log P(Y | X) / lp(Y)``. ``|Y|`` counts the generated tokens including EOS.
+``log P(Y | X) / lp(Y)``. ``|Y|`` counts the generated tokens including EOS. fairseq's
+``--lenpen`` and Hugging Face's ``length_penalty`` divide by ``|Y| ** alpha`` instead
+(:func:`power_length_penalty`); papers that decoded with fairseq used that form.
 
 Each step, for every source, the ``2k`` best extensions of its ``k`` beams are found in one
 ``topk``. Extensions ending in EOS that rank among the first ``k`` are finished (as in fairseq and
@@ -52,6 +54,27 @@ from formers.decoding.base import (
 def gnmt_length_penalty(alpha: float) -> Callable[[int], float]:
     """``lp(L) = ((5 + L) / 6) ** alpha`` (GNMT, eq. 14); ``alpha = 0`` ranks by log-probability."""
     return lambda length: ((5.0 + length) / 6.0) ** alpha
+
+
+def power_length_penalty(alpha: float) -> Callable[[int], float]:
+    """``lp(L) = L ** alpha``: fairseq's ``--lenpen`` and Hugging Face's ``length_penalty``
+    (``alpha = 1`` ranks by the mean log-probability per token, EOS included)."""
+    return lambda length: float(length) ** alpha
+
+
+LENGTH_PENALTIES: dict[str, Callable[[float], Callable[[int], float]]] = {
+    "gnmt": gnmt_length_penalty,
+    "power": power_length_penalty,
+}
+
+
+def length_penalty(form: str, alpha: float) -> Callable[[int], float]:
+    """The length penalty ``lp(L)`` of a named form (``"gnmt"`` or ``"power"``) and ``alpha``."""
+    if form not in LENGTH_PENALTIES:
+        raise ValueError(
+            f"unknown length penalty form {form!r}; choose one of {', '.join(LENGTH_PENALTIES)}"
+        )
+    return LENGTH_PENALTIES[form](alpha)
 
 
 @torch.no_grad()

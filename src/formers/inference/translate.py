@@ -16,7 +16,7 @@ Shapes: b sentences in a batch, s longest source in the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from formers.decoding import beam_search, gnmt_length_penalty, greedy_search
+from formers.decoding import LENGTH_PENALTIES, beam_search, greedy_search, length_penalty
 from formers.nn.modes import evaluating
 from formers.nn.positional import LearnedPositionalEmbedding
 
@@ -44,8 +44,9 @@ class Translation:
     Attributes:
         text: the detokenized translation.
         score: the search's ranking score: the log-probability of ``tokens`` followed by EOS,
-            divided by the GNMT length penalty ``((5 + n) / 6) ** lenpen``, ``n`` counting the
-            EOS (the same for greedy and beam search, so that scores are comparable).
+            divided by the length penalty: GNMT's ``((5 + n) / 6) ** lenpen`` or, with
+            ``lenpen_form="power"``, ``n ** lenpen``, ``n`` counting the EOS (the same for
+            greedy and beam search, so that scores are comparable).
         tokens: the generated token ids, without the final EOS.
     """
 
@@ -62,6 +63,7 @@ def check_translate_options(
     max_len_a: float,
     max_len_b: int,
     lenpen: float = 0.6,
+    lenpen_form: str = "gnmt",
     max_sentences: int = 512,
 ) -> None:
     """Raise :class:`ValueError` for options no search can honour (see :func:`translate`)."""
@@ -75,6 +77,10 @@ def check_translate_options(
         raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
     if not math.isfinite(lenpen):
         raise ValueError(f"lenpen must be a finite number, got {lenpen}")
+    if lenpen_form not in LENGTH_PENALTIES:
+        raise ValueError(
+            f"lenpen_form must be one of {', '.join(LENGTH_PENALTIES)}, got {lenpen_form!r}"
+        )
     if not (math.isfinite(max_len_a) and max_len_a >= 0):
         raise ValueError(f"max_len_a must be >= 0, got {max_len_a}")
     if max_len_b < 0 or (max_len_a == 0 and max_len_b < 1):
@@ -145,6 +151,7 @@ def translate(
     *,
     beam: int = 4,
     lenpen: float = 0.6,
+    lenpen_form: str = "gnmt",
     nbest: int = 1,
     max_tokens: int = 4096,
     max_len_a: float = 1.0,
@@ -163,7 +170,10 @@ def translate(
             (``decode(ids) -> text``).
         sentences: source sentences.
         beam: beam size; 1 decodes greedily.
-        lenpen: GNMT length penalty ``alpha`` (the paper: 0.6).
+        lenpen: the length penalty's ``alpha`` (the paper: 0.6, GNMT's form).
+        lenpen_form: ``"gnmt"``: ``((5 + n) / 6) ** alpha`` (GNMT, as the paper);
+            ``"power"``: ``n ** alpha`` (fairseq's ``--lenpen``, Hugging Face's
+            ``length_penalty``).
         nbest: translations to return per sentence, best first (``<= beam``).
         max_tokens: at most this many padded source tokens per batch.
         max_len_a, max_len_b: an output has at most ``floor(a * source_len + b)`` tokens,
@@ -183,7 +193,7 @@ def translate(
     """
     check_translate_options(
         beam=beam, nbest=nbest, max_tokens=max_tokens, max_len_a=max_len_a,
-        max_len_b=max_len_b, lenpen=lenpen, max_sentences=max_sentences,
+        max_len_b=max_len_b, lenpen=lenpen, lenpen_form=lenpen_form, max_sentences=max_sentences,
     )  # fmt: skip
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not one string")
@@ -196,6 +206,7 @@ def translate(
     run_device = _model_device(model)
     limits: dict[str, Any] = dict(max_len_a=max_len_a, max_len_b=max_len_b)
     limits["max_len"] = position_limit(model.tgt_embed)  # learned target positions cap outputs
+    lp = length_penalty(lenpen_form, lenpen)
     empty = tokenizer.decode([])
     results = [[Translation(empty, 0.0, [])] for _ in sentences]  # empty sources keep these
     todo = [i for i, ids in enumerate(sources) if ids]
@@ -208,7 +219,7 @@ def translate(
         for batch in length_batches(lengths, max_tokens, max_sentences):
             indices = [todo[j] for j in batch]
             src = _pad([sources[i] for i in indices], model.pad_id, run_device)
-            found = _search(model, src, beam=beam, lenpen=lenpen, nbest=nbest, **limits)
+            found = _search(model, src, beam=beam, lp=lp, nbest=nbest, **limits)
             for i, hyps in zip(indices, found, strict=True):
                 results[i] = [_to_translation(model, tokenizer, t, score) for t, score in hyps]
             bar.update(len(indices))
@@ -216,15 +227,20 @@ def translate(
 
 
 def _search(
-    model: nn.Module, src: Tensor, *, beam: int, lenpen: float, nbest: int, **limits: Any
+    model: nn.Module,
+    src: Tensor,
+    *,
+    beam: int,
+    lp: Callable[[int], float],
+    nbest: int,
+    **limits: Any,
 ) -> list[list[tuple[Tensor, float]]]:
     """``(tokens ending with EOS, score)`` of the ``nbest`` best outputs per source, best first."""
     if beam == 1:  # greedy finds what a beam of 1 finds, without the beam bookkeeping
         out = greedy_search(model, src, **limits)
-        lp = gnmt_length_penalty(lenpen)
         lengths = out.lengths.tolist()
         return [[(out.tokens[r, :n], float(out.scores[r]) / lp(n))] for r, n in enumerate(lengths)]
-    out = beam_search(model, src, beam_size=beam, lenpen=lenpen, nbest=nbest, **limits)
+    out = beam_search(model, src, beam_size=beam, length_penalty=lp, nbest=nbest, **limits)
     return [[(h.tokens, h.score) for h in hyps] for hyps in out.nbest or []]
 
 

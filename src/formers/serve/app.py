@@ -5,7 +5,8 @@ route                    answer
 =======================  ==================================================================
 ``GET /``                the web page: type a text, see the output and its attention
 ``GET /health``          ``{"status": "ok", "family", "task", "parameters", "limits"}``
-``POST /translate``      ``{"text"|"texts", "beam", "lenpen"}`` -> ``{"translations"}``
+``POST /translate``      ``{"text"|"texts", "beam", "lenpen", "lenpen_form"}``
+                         -> ``{"translations"}``
 ``POST /generate``       ``{"prompt", "max_new_tokens", "temperature", "top_k", "top_p",
                          "seed"}`` -> ``{"prompt", "completion", "text", "tokens"}``;
                          with ``"stream": true``, server-sent events as the tokens come
@@ -66,6 +67,7 @@ class _Texts(_Request):
 class TranslateRequest(_Texts):
     beam: int = 4
     lenpen: float = 0.6
+    lenpen_form: str = "gnmt"
 
 
 class GenerateRequest(_Request):
@@ -142,7 +144,9 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     # the model, so slow requests queue instead of failing
     @app.post("/translate")
     def translate(body: TranslateRequest) -> dict[str, Any]:
-        return service.translate(body.all(), beam=body.beam, lenpen=body.lenpen)
+        return service.translate(
+            body.all(), beam=body.beam, lenpen=body.lenpen, lenpen_form=body.lenpen_form
+        )
 
     @app.post("/generate", response_model=None)
     def generate(body: GenerateRequest) -> dict[str, Any] | StreamingResponse:

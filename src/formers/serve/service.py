@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from formers.decoding import LENGTH_PENALTIES
 from formers.serve.batching import MicroBatcher
 
 TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
@@ -232,22 +233,31 @@ class ModelService:
 
     # --- tasks ---------------------------------------------------------------------------
 
-    def translate(self, texts: Sequence[str], *, beam: int = 4, lenpen: float = 0.6) -> dict:
-        """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``."""
+    def translate(
+        self, texts: Sequence[str], *, beam: int = 4, lenpen: float = 0.6, lenpen_form: str = "gnmt"
+    ) -> dict:
+        """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``
+        (``lenpen_form``: ``"gnmt"`` or ``"power"``, see :func:`formers.inference.translate`)."""
         self.require_task("translate")
         if not 1 <= beam <= self.limits.max_beam:
             raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
         if lenpen < 0:
             raise RequestError(f"lenpen must be >= 0, got {lenpen}")
+        if lenpen_form not in LENGTH_PENALTIES:
+            raise RequestError(
+                f"lenpen_form must be one of {', '.join(LENGTH_PENALTIES)}, got {lenpen_form!r}"
+            )
         self.check_texts(texts)
-        found = self.batcher.submit(texts, (beam, float(lenpen)))
+        found = self.batcher.submit(texts, (beam, float(lenpen), lenpen_form))
         return {"translations": [{"text": t.text, "score": t.score} for t in found]}
 
-    def _translate_batch(self, texts: list[str], options: tuple[int, float]) -> list[Any]:
+    def _translate_batch(self, texts: list[str], options: tuple[int, float, str]) -> list[Any]:
         from formers.inference.translate import translate
 
-        beam, lenpen = options
-        found = translate(self.model, self.tokenizer, texts, beam=beam, lenpen=lenpen)
+        beam, lenpen, form = options
+        found = translate(
+            self.model, self.tokenizer, texts, beam=beam, lenpen=lenpen, lenpen_form=form
+        )
         return [hypotheses[0] for hypotheses in found]
 
     def generate(self, prompt: str, **options: Any) -> dict:

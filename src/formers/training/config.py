@@ -187,6 +187,7 @@ class DecodeConfig:
 
     beam: int = 4
     lenpen: float = 0.6
+    lenpen_form: str = "gnmt"  # or "power": fairseq's --lenpen (n ** lenpen)
     max_len_a: float = 1.0
     max_len_b: int = 50
     max_tokens: int = 4096
@@ -195,6 +196,7 @@ class DecodeConfig:
         check_types(self)
         require(self.beam >= 1, f"[decode] beam must be >= 1, got {self.beam}")
         require(self.max_tokens >= 1, f"[decode] max_tokens must be >= 1, got {self.max_tokens}")
+        require_choice("[decode] lenpen_form", self.lenpen_form, ("gnmt", "power"))
 
 
 @dataclass(frozen=True)
