@@ -1,7 +1,5 @@
 """``formers translate`` end to end from a saved checkpoint; bad options and input get one line."""
 
-import importlib
-import importlib.util
 import io
 import sys
 
@@ -10,6 +8,7 @@ import pytest
 from formers.cli.main import main
 from formers.cli.translate import resolve_device
 from formers.inference import translate
+from formers.training.checkpoint import save_checkpoint
 from inference.helpers import PARALLEL, tiny_config, tiny_model, train_tokenizer
 
 SOURCES = [src for src, _ in PARALLEL]
@@ -19,20 +18,23 @@ DECODING = ["--beam", "3", "--max-len-b", "4"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny untrained model and its tokenizer, saved as the trainer saves them."""
-    checkpoint = _checkpoint_module()
     tok = train_tokenizer()
     model = tiny_model(vocab_size=tok.vocab_size, seed=2)
     directory = tmp_path_factory.mktemp("run") / "checkpoint"
     config = tiny_config(tok.vocab_size).to_dict()
-    checkpoint.save_checkpoint(directory, model, config, tokenizer=tok)
+    save_checkpoint(directory, model, config, tokenizer=tok)
     return directory, model, tok
 
 
-def _checkpoint_module():
-    """The checkpoint module; skip (only) while it does not exist: it is written in parallel."""
-    if importlib.util.find_spec("formers.training.checkpoint") is None:
-        pytest.skip("formers.training.checkpoint (save_checkpoint/load_model) is not written yet")
-    return importlib.import_module("formers.training.checkpoint")
+@pytest.fixture(scope="module")
+def recipe_checkpoint(checkpoint, tmp_path_factory):
+    """The same checkpoint with a recipe's [decode] table in its config.json."""
+    directory, model, tok = checkpoint
+    recipe = tmp_path_factory.mktemp("recipe") / "checkpoint"
+    decode = {"beam": 3, "lenpen": 2.0, "lenpen_form": "power", "max_len_a": 0.0, "max_len_b": 4}
+    config = {"model": tiny_config(tok.vocab_size).to_dict(), "decode": decode}
+    save_checkpoint(recipe, model, config, tokenizer=tok)
+    return recipe, decode
 
 
 def _stdin(monkeypatch, data: bytes) -> None:
@@ -129,16 +131,14 @@ def test_missing_or_empty_input(tmp_path, monkeypatch, capsys):
 
 
 def test_a_missing_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
-    _checkpoint_module()
     _stdin(monkeypatch, b"a dog\n")
     assert main(["translate", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in _error(capsys)
 
 
 def test_a_checkpoint_without_tokenizer_is_refused(tmp_path, monkeypatch, capsys):
-    checkpoint = _checkpoint_module()
     model = tiny_model()
-    checkpoint.save_checkpoint(tmp_path / "ckpt", model, tiny_config().to_dict())
+    save_checkpoint(tmp_path / "ckpt", model, tiny_config().to_dict())
     _stdin(monkeypatch, b"a dog\n")
     assert main(["translate", "--checkpoint", str(tmp_path / "ckpt")]) == 2
     assert "has no tokenizer.model" in _error(capsys)
@@ -151,3 +151,26 @@ def test_device_auto_is_cuda_when_available(monkeypatch):
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")
+
+
+def test_decoding_options_default_to_the_checkpoints_recipe(checkpoint, recipe_checkpoint,
+                                                            monkeypatch, capsys):  # fmt: skip
+    """Options not given come from the checkpoint's [decode]; a flag given overrides only itself."""
+    _, model, tok = checkpoint
+    directory, decode = recipe_checkpoint
+    _stdin(monkeypatch, SOURCES[0].encode())
+    assert main(["translate", "--checkpoint", str(directory), "--nbest", "2"]) == 0
+    out, err = capsys.readouterr()
+    expected = translate(model, tok, SOURCES[:1], nbest=2, **decode)
+    assert [float(line.split("\t")[1]) for line in out.splitlines()] == pytest.approx(
+        [h.score for h in expected[0]], abs=1e-4
+    )
+    assert "from the checkpoint's [decode]: beam=3, lenpen=2.0, lenpen_form=power" in err
+    _stdin(monkeypatch, SOURCES[0].encode())
+    assert main(["translate", "--checkpoint", str(directory), "--beam", "2", "--nbest", "2"]) == 0
+    out, err = capsys.readouterr()
+    expected = translate(model, tok, SOURCES[:1], nbest=2, **{**decode, "beam": 2})
+    assert [float(line.split("\t")[1]) for line in out.splitlines()] == pytest.approx(
+        [h.score for h in expected[0]], abs=1e-4
+    )
+    assert "beam=" not in err and "lenpen=2.0" in err

@@ -177,3 +177,22 @@ def test_resume_restores_the_fp16_loss_scale(corpus, tmp_path, monkeypatch):
     a, b = train_losses(tmp_path / "straight"), train_losses(tmp_path / "split")
     for step in range(N + 1, 2 * N + 1):
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+
+
+def test_translation_checkpoints_carry_the_recipes_decode_table(corpus, tmp_path):
+    """formers translate decodes with it by default; averaging keeps it."""
+    import dataclasses
+
+    from formers.training.averaging import average_checkpoints
+    from formers.training.checkpoint_io import read_config
+
+    recipe = {"beam": 5, "lenpen": 1.0, "lenpen_form": "power"}
+    cfg = experiment_from_dict({**experiment(corpus).to_dict(), "decode": recipe})
+    run = tmp_path / "run"
+    Trainer(cfg, run, progress=False).fit()
+    checkpoints = list_checkpoints(run)
+    decode = dataclasses.asdict(cfg.decode)
+    assert decode["lenpen_form"] == "power"
+    assert all(read_config(c)["decode"] == decode for c in checkpoints)
+    average_checkpoints(checkpoints[-2:], tmp_path / "average")
+    assert read_config(tmp_path / "average")["decode"] == decode

@@ -4,12 +4,18 @@ Lines are translated in batches of similar length and written in the input order
 translation a line; with ``--nbest K`` (K > 1) each sentence gets K lines
 ``index<TAB>score<TAB>text``, best first, ``index`` counting input lines from 0 (as fairseq's
 ``H-<index>`` lines). A progress bar goes to stderr when it is a terminal.
+
+Decoding options not given on the command line come from the checkpoint's recipe (the
+``[decode]`` table that training saves in ``config.json``), else from :class:`DecodeConfig`'s
+defaults (the paper's beam 4 and alpha 0.6); a line on stderr says which came from the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from typing import Any
 
 from formers.cli.textio import read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
@@ -17,6 +23,9 @@ from formers.decoding import LENGTH_PENALTIES
 from formers.device import resolve_device
 from formers.inference.layout import use_inference_layout
 from formers.inference.translate import Translation, check_translate_options, translate
+from formers.training.config import DecodeConfig
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(DecodeConfig)}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -26,20 +35,29 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
     p.add_argument("--input", metavar="FILE", help="source sentences, UTF-8 (default: stdin)")
     p.add_argument("--output", metavar="FILE", help="where to write (default: stdout)")
-    p.add_argument("--beam", type=int, default=4, metavar="K", help="beam size; 1: greedy (4)")
-    p.add_argument("--lenpen", type=float, default=0.6, help="length penalty alpha (0.6)")
+    # None: the checkpoint's [decode] value, else DEFAULTS (shown in the help)
+    d = DEFAULTS
+    p.add_argument("--beam", type=int, metavar="K", help=f"beam size; 1: greedy ({d['beam']})")
+    p.add_argument("--lenpen", type=float, help=f"length penalty alpha ({d['lenpen']})")
     p.add_argument(
-        "--lenpen-form", default="gnmt", metavar="{" + ",".join(LENGTH_PENALTIES) + "}",
+        "--lenpen-form", metavar="{" + ",".join(LENGTH_PENALTIES) + "}",
         help="gnmt: divide scores by ((5 + n) / 6) ** alpha (GNMT, as the paper); power: by "
-        "n ** alpha (fairseq's --lenpen, Hugging Face's length_penalty) (gnmt)",
+        f"n ** alpha (fairseq's --lenpen, Hugging Face's length_penalty) ({d['lenpen_form']})",
     )  # fmt: skip
     p.add_argument("--nbest", type=int, default=1, metavar="N", help="outputs per line (1)")
     p.add_argument(
-        "--max-tokens", type=int, default=4096, metavar="N", help="source tokens a batch (4096)"
+        "--max-tokens", type=int, metavar="N", help=f"source tokens a batch ({d['max_tokens']})"
     )
-    p.add_argument("--max-len-a", type=float, default=1.0, metavar="A", help="see --max-len-b")
     p.add_argument(
-        "--max-len-b", type=int, default=50, metavar="B", help="outputs of <= A * len + B tokens"
+        "--max-len-a", type=float, metavar="A", help=f"see --max-len-b ({d['max_len_a']})"
+    )
+    p.add_argument(
+        "--max-len-b", type=int, metavar="B",
+        help=f"outputs of <= A * len + B tokens ({d['max_len_b']})",
+    )  # fmt: skip
+    p.epilog = (
+        "Decoding options not given here come from the checkpoint's recipe ([decode] in its "
+        "config.json) when it has one; the values in parentheses are the defaults otherwise."
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     add_threads_option(p)
@@ -59,12 +77,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())  # the output format is one translation a line
 
 
+def decode_options(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The decoding options: each flag given, else the recipe's value, else the default."""
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    return {**DEFAULTS, **{k: v for k, v in recipe.items() if k in DEFAULTS}, **given}
+
+
 def run(args: argparse.Namespace) -> int:
-    check_translate_options(
-        beam=args.beam, nbest=args.nbest, max_tokens=args.max_tokens,
-        max_len_a=args.max_len_a, max_len_b=args.max_len_b, lenpen=args.lenpen,
-        lenpen_form=args.lenpen_form,
-    )  # fmt: skip
+    check_translate_options(nbest=args.nbest, **decode_options(args, {}))  # before loading
     device = resolve_device(args.device)
     set_threads(args.threads)
     sentences = read_lines(args.input)
@@ -73,18 +93,23 @@ def run(args: argparse.Namespace) -> int:
 
     from formers.training.checkpoint import load_model  # the trainer's heavier imports: lazily
 
-    model, tokenizer, _ = load_model(args.checkpoint, device=device)
+    model, tokenizer, config = load_model(args.checkpoint, device=device)
     use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
     if tokenizer is None:
         raise ValueError(
             f"checkpoint {args.checkpoint} has no tokenizer.model; translating text needs "
             "the tokenizer the model was trained with"
         )
+    recipe = config.get("decode") or {}
+    options = decode_options(args, recipe)
+    from_recipe = [k for k in DEFAULTS if k in recipe and getattr(args, k) is None]
+    if from_recipe:
+        used = ", ".join(f"{k}={options[k]}" for k in from_recipe)
+        print(f"formers translate: from the checkpoint's [decode]: {used}", file=sys.stderr)
+    check_translate_options(nbest=args.nbest, **options)
     results = translate(
-        model, tokenizer, sentences, beam=args.beam, lenpen=args.lenpen,
-        lenpen_form=args.lenpen_form, nbest=args.nbest,
-        max_tokens=args.max_tokens, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
-        device=device, progress=sys.stderr.isatty(),
+        model, tokenizer, sentences, nbest=args.nbest, device=device,
+        progress=sys.stderr.isatty(), **options,
     )  # fmt: skip
     if args.nbest > 1:
         write_lines(format_nbest(results), args.output)

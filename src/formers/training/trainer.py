@@ -198,9 +198,10 @@ class Trainer:
             if not self.dist.is_main:
                 return directory
             state.update(rng=ranks[0], rng_ranks=ranks)
+        config = {"model": self.model_config.to_dict(), **self.task.checkpoint_sections()}
         save_checkpoint(
-            directory, self.model, self.model_config.to_dict(), tokenizer=self.tokenizer,
-            optimizer=self.optimizer, state=state,
+            directory, self.model, config, tokenizer=self.tokenizer, optimizer=self.optimizer,
+            state=state,
         )  # fmt: skip
         if name is None:
             prune_checkpoints(self.run_dir, self.train_cfg.keep_last)

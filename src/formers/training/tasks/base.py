@@ -112,6 +112,11 @@ class Task(ABC):
             model = family.build(self.model_config)
         return model.to(self.device)
 
+    def checkpoint_sections(self) -> dict[str, Any]:
+        """Recipe sections saved in every checkpoint's ``config.json`` beside the model's
+        config, for the tools that use the checkpoint later (none by default)."""
+        return {}
+
     def init_options(self, derived: dict[str, Any]) -> dict[str, Any]:
         """Keyword arguments for the family's ``load_hf`` (e.g. the heads to add)."""
         return {}

@@ -7,6 +7,7 @@ and validation by loss, perplexity and BLEU.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ class TranslationTask(Task):
     @property
     def default_metric(self) -> str:  # type: ignore[override]
         return "bleu" if self.cfg.train.valid_bleu else "loss"
+
+    def checkpoint_sections(self) -> dict[str, Any]:
+        """The recipe's ``[decode]`` table: ``formers translate`` decodes with it by default."""
+        return {"decode": dataclasses.asdict(self.cfg.decode)}
 
     def _tokenizer(self):
         from formers.data.corpus import read_parallel
