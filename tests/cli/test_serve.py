@@ -29,7 +29,7 @@ from serve_helpers import running  # noqa: E402
 from formers.inference.encoder import classify, fill_masks  # noqa: E402
 from formers.inference.generate import generate  # noqa: E402
 from formers.inference.translate import translate  # noqa: E402
-from formers.serve import Limits  # noqa: E402
+from formers.serve import Limits, ModelService  # noqa: E402
 from formers.training.checkpoint import load_model  # noqa: E402
 from formers.viz import capture_attention  # noqa: E402
 
@@ -66,6 +66,22 @@ def test_health_names_the_model_and_limits(translator, spm_translator):
     assert answer["checkpoint"] == str(spm_translator)
     assert answer["limits"] == {**LIMITS.to_dict(), "max_tokens": 40}
     assert answer["parameters"] > 0 and answer["batches"] >= 0
+    assert answer["defaults"] == {"beam": 4, "lenpen": 0.6, "lenpen_form": "gnmt"}  # no recipe
+
+
+def test_translate_defaults_come_from_the_checkpoints_recipe(reference):
+    """Options a request leaves out are the recipe's [decode] (the beam capped at the limit)."""
+    model, tokenizer = reference
+    config = {"architecture": "transformer", "model": model.config.to_dict(),
+              "decode": {"beam": 9, "lenpen": 2.0, "lenpen_form": "power"}}  # fmt: skip
+    service = ModelService(model, tokenizer, config, limits=LIMITS, batching=False)
+    assert service.describe()["defaults"] == {"beam": 5, "lenpen": 2.0, "lenpen_form": "power"}
+    got = service.translate(SENTENCES[:3])["translations"]
+    expected = translate(model, tokenizer, SENTENCES[:3], beam=5, lenpen=2.0, lenpen_form="power")
+    assert [t["score"] for t in got] == pytest.approx([e[0].score for e in expected], abs=1e-5)
+    got = service.translate(SENTENCES[:3], lenpen_form="gnmt")["translations"]
+    expected = translate(model, tokenizer, SENTENCES[:3], beam=5, lenpen=2.0)
+    assert [t["score"] for t in got] == pytest.approx([e[0].score for e in expected], abs=1e-5)
 
 
 def test_translate_equals_the_library(translator, reference):

@@ -65,9 +65,10 @@ class _Texts(_Request):
 
 
 class TranslateRequest(_Texts):
-    beam: int = 4
-    lenpen: float = 0.6
-    lenpen_form: str = "gnmt"
+    # None: the checkpoint recipe's [decode] value (GET /health lists them under "defaults")
+    beam: int | None = None
+    lenpen: float | None = None
+    lenpen_form: str | None = None
 
 
 class GenerateRequest(_Request):

@@ -36,6 +36,7 @@ from torch import nn
 
 from formers.decoding import LENGTH_PENALTIES
 from formers.serve.batching import MicroBatcher
+from formers.training.config import DecodeConfig
 
 TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
 FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert": "encoder-only"}
@@ -80,6 +81,12 @@ class Limits:
         return asdict(self)
 
 
+# /translate's options when neither the request nor the checkpoint's recipe gives them
+TRANSLATE_DEFAULTS: dict[str, Any] = {
+    k: getattr(DecodeConfig(), k) for k in ("beam", "lenpen", "lenpen_form")
+}
+
+
 class ModelService:
     """One loaded checkpoint answering requests (see the module docstring).
 
@@ -116,6 +123,10 @@ class ModelService:
         else:
             self.task = TASK_OF_FAMILY[self.family]
         self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
+        # /translate's defaults: the recipe's [decode] (training saves it), else the paper's
+        recipe = config.get("decode") or {}
+        self.decode = {k: recipe.get(k, v) for k, v in TRANSLATE_DEFAULTS.items()}
+        self.decode["beam"] = min(self.decode["beam"], self.limits.max_beam)
         self._lock = threading.Lock()
         # concurrent requests of the batchable tasks share forward passes (generation samples
         # each prompt with its own seed, one request at a time)
@@ -176,6 +187,7 @@ class ModelService:
             "parameters": parameters,
             "limits": limits,
             "batches": self.batcher.batches if self.batcher is not None else None,
+            **({"defaults": self.decode} if self.task == "translate" else {}),
         }
 
     # --- checks --------------------------------------------------------------------------
@@ -234,11 +246,20 @@ class ModelService:
     # --- tasks ---------------------------------------------------------------------------
 
     def translate(
-        self, texts: Sequence[str], *, beam: int = 4, lenpen: float = 0.6, lenpen_form: str = "gnmt"
+        self,
+        texts: Sequence[str],
+        *,
+        beam: int | None = None,
+        lenpen: float | None = None,
+        lenpen_form: str | None = None,
     ) -> dict:
         """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``
-        (``lenpen_form``: ``"gnmt"`` or ``"power"``, see :func:`formers.inference.translate`)."""
+        (``lenpen_form``: ``"gnmt"`` or ``"power"``, see :func:`formers.inference.translate`).
+        An option left ``None`` is the checkpoint recipe's (``self.decode``)."""
         self.require_task("translate")
+        beam = self.decode["beam"] if beam is None else beam
+        lenpen = self.decode["lenpen"] if lenpen is None else lenpen
+        lenpen_form = self.decode["lenpen_form"] if lenpen_form is None else lenpen_form
         if not 1 <= beam <= self.limits.max_beam:
             raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
         if lenpen < 0:

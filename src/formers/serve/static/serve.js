@@ -121,11 +121,13 @@
       health.limits.max_chars + " characters and " + health.limits.max_tokens + " tokens";
     $("input").placeholder = task.placeholder;
     $("input").maxLength = health.limits.max_chars;
+    const defaults = health.defaults || {};  // /translate: the checkpoint recipe's [decode]
     for (const [name, value, step] of task.options) {
       const label = document.createElement("label");
       label.textContent = name + " ";
       const input = document.createElement("input");
-      Object.assign(input, { type: "number", id: "option-" + name, value: value, step: step });
+      const initial = name in defaults ? defaults[name] : value;
+      Object.assign(input, { type: "number", id: "option-" + name, value: initial, step: step });
       label.appendChild(input);
       $("options").appendChild(label);
     }
