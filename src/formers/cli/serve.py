@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from formers.cli.threads import add_threads_option, set_threads
-from formers.serve.service import Limits
+from formers.serve.limits import Limits
 
 DEFAULTS = Limits()
 

@@ -6,7 +6,8 @@
 Needs FastAPI and uvicorn: ``pip install formers[serve]``.
 """
 
-from formers.serve.service import Limits, ModelService, RequestError
+from formers.serve.limits import Limits, RequestError
+from formers.serve.service import ModelService
 
 __all__ = ["Limits", "ModelService", "RequestError", "create_app"]
 

@@ -40,8 +40,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.datastructures import Headers
 
+from formers.serve.limits import RequestError
 from formers.serve.page import server_page
-from formers.serve.service import ModelService, RequestError
+from formers.serve.service import ModelService
 
 
 class _Request(BaseModel):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -36,6 +35,7 @@ from torch import nn
 
 from formers.decoding import LENGTH_PENALTIES
 from formers.serve.batching import MicroBatcher
+from formers.serve.limits import Limits, RequestError
 from formers.training.config import DecodeConfig
 
 TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
@@ -44,41 +44,6 @@ FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert":
 # given to /attention may be that much longer than a source (it is often the service's own
 # output), and twice as many characters
 TARGET_SLACK = 50
-
-
-class RequestError(ValueError):
-    """A request the service refuses; ``status`` is the HTTP status code to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for; more is refused with a 4xx status, never truncated.
-
-    Attributes:
-        max_chars: characters in one text.
-        max_tokens: tokens in one text (also capped by the positions the model has).
-        max_batch: texts in one request.
-        max_new_tokens: tokens one ``/generate`` request may produce.
-        max_beam: the widest beam one ``/translate`` request may use.
-    """
-
-    max_chars: int = 1000
-    max_tokens: int = 256
-    max_batch: int = 32
-    max_new_tokens: int = 256
-    max_beam: int = 8
-
-    def __post_init__(self) -> None:
-        bad = [f"{name}={value!r}" for name, value in asdict(self).items() if value < 1]
-        if bad:
-            raise ValueError(f"limits must be >= 1: {', '.join(bad)}")
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 # /translate's options when neither the request nor the checkpoint's recipe gives them
