@@ -82,6 +82,13 @@ def test_translate_defaults_come_from_the_checkpoints_recipe(reference):
     got = service.translate(SENTENCES[:3], lenpen_form="gnmt")["translations"]
     expected = translate(model, tokenizer, SENTENCES[:3], beam=5, lenpen=2.0)
     assert [t["score"] for t in got] == pytest.approx([e[0].score for e in expected], abs=1e-5)
+    # /attention without a target draws the translation /translate gives
+    power = translate(model, tokenizer, SENTENCES, beam=5, lenpen=2.0, lenpen_form="power")
+    default = translate(model, tokenizer, SENTENCES)  # beam 4, GNMT 0.6
+    assert [service.attention(text)["text"]["tgt"] for text in SENTENCES] == [
+        e[0].text for e in power
+    ]
+    assert [e[0].text for e in default] != [e[0].text for e in power]  # the check can fail
 
 
 def test_translate_equals_the_library(translator, reference):

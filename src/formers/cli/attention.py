@@ -45,7 +45,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overview", action="store_true", help="png: all layers x all heads instead of one layer"
     )
-    p.add_argument("--beam", type=int, default=4, metavar="K", help="beam size to translate (4)")
+    p.add_argument(
+        "--beam", type=int, metavar="K",
+        help="beam size to translate (the checkpoint recipe's [decode], else 4)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda:N")
     add_threads_option(p)
     p.set_defaults(run=run)
@@ -73,16 +76,20 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as error:
             raise ValueError(str(error)) from None
 
-    from formers.training.checkpoint import load_model  # torch-heavy imports: lazily
+    from formers.cli.translate import decode_options  # torch-heavy imports: lazily
+    from formers.training.checkpoint import load_model
     from formers.viz import capture_attention
 
-    model, tokenizer, _ = load_model(args.checkpoint, device=resolve_device(args.device))
+    model, tokenizer, config = load_model(args.checkpoint, device=resolve_device(args.device))
     if tokenizer is None:
         raise ValueError(
             f"checkpoint {args.checkpoint} has no tokenizer; drawing attention needs the "
             "tokenizer the model was trained with"
         )
-    record = capture_attention(model, tokenizer, args.src, args.tgt, beam=args.beam)
+    # translating --src decodes as `formers translate` does (the recipe's [decode] options)
+    decode = decode_options(args, config.get("decode") or {})
+    options = {k: decode[k] for k in ("beam", "lenpen", "lenpen_form")}
+    record = capture_attention(model, tokenizer, args.src, args.tgt, **options)
     if suffix == ".html":
         from formers.viz import save_html
 

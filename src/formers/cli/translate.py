@@ -79,7 +79,7 @@ def _one_line(text: str) -> str:
 
 def decode_options(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any]:
     """The decoding options: each flag given, else the recipe's value, else the default."""
-    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
     return {**DEFAULTS, **{k: v for k, v in recipe.items() if k in DEFAULTS}, **given}
 
 

@@ -97,7 +97,7 @@ class EmbedRequest(_Texts):
 class AttentionRequest(_Request):
     text: str
     tgt: str | None = None
-    beam: int = 4
+    beam: int | None = None  # None: as /translate's default
 
 
 def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> FastAPI:

@@ -352,18 +352,20 @@ class ModelService:
 
         return list(embed(self.model, self.tokenizer, texts))
 
-    def attention(self, text: str, tgt: str | None = None, *, beam: int = 4) -> dict:
+    def attention(self, text: str, tgt: str | None = None, *, beam: int | None = None) -> dict:
         """Every layer's and head's attention on ``text`` (:meth:`AttentionRecord.to_dict`).
 
         For a translation model the decoder reads ``tgt`` (forced decoding; it may have
         ``TARGET_SLACK`` more tokens and twice the characters a source may have) or, without
-        it, the beam-search translation of ``text``.
+        it, the translation of ``text`` that :meth:`translate` gives with ``beam`` (``None``:
+        its default).
         """
         from formers.viz import capture_attention
 
         if tgt is not None and self.family != "transformer":
             raise RequestError(f"tgt is for translation models; this one does {self.task}")
-        if not 1 <= beam <= self.limits.max_beam:
+        decode = {**self.decode, **({} if beam is None else {"beam": beam})}
+        if not 1 <= decode["beam"] <= self.limits.max_beam:
             raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
         self.check_texts([text])
         if tgt is not None:
@@ -372,5 +374,5 @@ class ModelService:
                 max_tokens=self.max_tokens + TARGET_SLACK,
             )  # fmt: skip
         with self._lock, torch.inference_mode():
-            record = capture_attention(self.model, self.tokenizer, text, tgt, beam=beam)
+            record = capture_attention(self.model, self.tokenizer, text, tgt, **decode)
         return record.to_dict()

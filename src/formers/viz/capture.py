@@ -113,6 +113,8 @@ def capture_attention(
     tgt: str | None = None,
     *,
     beam: int = 4,
+    lenpen: float = 0.6,
+    lenpen_form: str = "gnmt",
 ) -> AttentionRecord:
     """Run ``model`` on one text and record every layer's and head's attention.
 
@@ -123,6 +125,7 @@ def capture_attention(
         src: the source text (the only text, for decoder-only and encoder-only models).
         tgt: encoder-decoder only: the target to force; ``None`` translates ``src`` first.
         beam: beam size of that translation (1: greedy).
+        lenpen, lenpen_form: its length penalty (see :func:`formers.inference.translate`).
 
     Returns:
         An :class:`AttentionRecord` of float32 ``(L, H, queries, keys)`` arrays.
@@ -135,7 +138,8 @@ def capture_attention(
     if not ids:
         raise ValueError("the source text has no tokens; give a non-empty text")
     if isinstance(model, EncoderDecoder):
-        return _encoder_decoder(model, tokenizer, src, ids, tgt, beam)
+        decode = dict(beam=beam, lenpen=lenpen, lenpen_form=lenpen_form)
+        return _encoder_decoder(model, tokenizer, src, ids, tgt, decode)
     if tgt is not None:
         raise ValueError(
             f"--tgt/tgt is for encoder-decoder models; this is a {type(model).__name__}"
@@ -167,7 +171,12 @@ def capture_attention(
 
 
 def _encoder_decoder(
-    model: EncoderDecoder, tokenizer: Any, src: str, ids: list[int], tgt: str | None, beam: int
+    model: EncoderDecoder,
+    tokenizer: Any,
+    src: str,
+    ids: list[int],
+    tgt: str | None,
+    decode: dict[str, Any],
 ) -> AttentionRecord:
     from formers.inference.translate import position_limit, translate
 
@@ -178,7 +187,7 @@ def _encoder_decoder(
             "positions; shorten it"
         )
     if tgt is None:
-        output = translate(model, tokenizer, [src], beam=beam)[0][0]
+        output = translate(model, tokenizer, [src], **decode)[0][0]
         out_ids, tgt = list(output.tokens), output.text
     else:
         out_ids = [int(i) for i in tokenizer.encode(tgt)]
