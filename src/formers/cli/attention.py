@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "tokenizer the model was trained with"
         )
     # translating --src decodes as `formers translate` does (the recipe's [decode] options)
-    decode = decode_options(args, config.get("decode") or {})
+    decode = decode_options(args, config)
     options = {k: decode[k] for k in ("beam", "lenpen", "lenpen_form")}
     record = capture_attention(model, tokenizer, args.src, args.tgt, **options)
     if suffix == ".html":

@@ -13,7 +13,6 @@ defaults (the paper's beam 4 and alpha 0.6); a line on stderr says which came fr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -23,9 +22,9 @@ from formers.decoding import LENGTH_PENALTIES
 from formers.device import resolve_device
 from formers.inference.layout import use_inference_layout
 from formers.inference.translate import Translation, check_translate_options, translate
-from formers.training.config import DecodeConfig
+from formers.training.config import recipe_decode
 
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(DecodeConfig)}
+DEFAULTS = recipe_decode({})  # a checkpoint without a recipe: DecodeConfig's defaults
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -77,10 +76,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())  # the output format is one translation a line
 
 
-def decode_options(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any]:
-    """The decoding options: each flag given, else the recipe's value, else the default."""
+def decode_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """The decoding options: each flag given, else the checkpoint ``config``'s recipe value,
+    else the default (see :func:`~formers.training.config.recipe_decode`)."""
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
-    return {**DEFAULTS, **{k: v for k, v in recipe.items() if k in DEFAULTS}, **given}
+    return {**recipe_decode(config), **given}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             "the tokenizer the model was trained with"
         )
     recipe = config.get("decode") or {}
-    options = decode_options(args, recipe)
+    options = decode_options(args, config)
     from_recipe = [k for k in DEFAULTS if k in recipe and getattr(args, k) is None]
     if from_recipe:
         used = ", ".join(f"{k}={options[k]}" for k in from_recipe)

@@ -36,7 +36,7 @@ from torch import nn
 from formers.decoding import LENGTH_PENALTIES
 from formers.serve.batching import MicroBatcher
 from formers.serve.limits import Limits, RequestError
-from formers.training.config import DecodeConfig
+from formers.training.config import recipe_decode
 
 TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
 FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert": "encoder-only"}
@@ -44,12 +44,6 @@ FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert":
 # given to /attention may be that much longer than a source (it is often the service's own
 # output), and twice as many characters
 TARGET_SLACK = 50
-
-
-# /translate's options when neither the request nor the checkpoint's recipe gives them
-TRANSLATE_DEFAULTS: dict[str, Any] = {
-    k: getattr(DecodeConfig(), k) for k in ("beam", "lenpen", "lenpen_form")
-}
 
 
 class ModelService:
@@ -89,8 +83,8 @@ class ModelService:
             self.task = TASK_OF_FAMILY[self.family]
         self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
         # /translate's defaults: the recipe's [decode] (training saves it), else the paper's
-        recipe = config.get("decode") or {}
-        self.decode = {k: recipe.get(k, v) for k, v in TRANSLATE_DEFAULTS.items()}
+        recipe = recipe_decode(config)
+        self.decode = {k: recipe[k] for k in ("beam", "lenpen", "lenpen_form")}
         self.decode["beam"] = min(self.decode["beam"], self.limits.max_beam)
         self._lock = threading.Lock()
         # concurrent requests of the batchable tasks share forward passes (generation samples

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from formers.decoding import LENGTH_PENALTIES
 from formers.models.config_base import (
     ConfigError,
     check_types,
@@ -196,7 +197,15 @@ class DecodeConfig:
         check_types(self)
         require(self.beam >= 1, f"[decode] beam must be >= 1, got {self.beam}")
         require(self.max_tokens >= 1, f"[decode] max_tokens must be >= 1, got {self.max_tokens}")
-        require_choice("[decode] lenpen_form", self.lenpen_form, ("gnmt", "power"))
+        require_choice("[decode] lenpen_form", self.lenpen_form, tuple(LENGTH_PENALTIES))
+
+
+def recipe_decode(checkpoint_config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's decoding options: the ``[decode]`` table its run saved in ``config.json``
+    (translation runs do) over :class:`DecodeConfig`'s defaults."""
+    defaults = dataclasses.asdict(DecodeConfig())
+    recipe = checkpoint_config.get("decode") or {}
+    return {**defaults, **{k: v for k, v in recipe.items() if k in defaults}}
 
 
 @dataclass(frozen=True)
