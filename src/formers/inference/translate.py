@@ -77,16 +77,21 @@ def check_translate_options(
         raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
     if not math.isfinite(lenpen):
         raise ValueError(f"lenpen must be a finite number, got {lenpen}")
-    if lenpen_form not in LENGTH_PENALTIES:
-        raise ValueError(
-            f"lenpen_form must be one of {', '.join(LENGTH_PENALTIES)}, got {lenpen_form!r}"
-        )
+    check_lenpen_form(lenpen_form)
     if not (math.isfinite(max_len_a) and max_len_a >= 0):
         raise ValueError(f"max_len_a must be >= 0, got {max_len_a}")
     if max_len_b < 0 or (max_len_a == 0 and max_len_b < 1):
         raise ValueError(
             f"max_len_b must be >= 0 (and >= 1 when max_len_a is 0), got {max_len_b} "
             f"with max_len_a={max_len_a}"
+        )
+
+
+def check_lenpen_form(lenpen_form: str) -> None:
+    """Raise :class:`ValueError` unless ``lenpen_form`` names a length penalty."""
+    if lenpen_form not in LENGTH_PENALTIES:
+        raise ValueError(
+            f"lenpen_form must be one of {', '.join(LENGTH_PENALTIES)}, got {lenpen_form!r}"
         )
 
 

@@ -33,7 +33,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from formers.decoding import LENGTH_PENALTIES
 from formers.serve.batching import MicroBatcher
 from formers.serve.limits import Limits, RequestError
 from formers.training.config import recipe_decode
@@ -215,6 +214,8 @@ class ModelService:
         """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``
         (``lenpen_form``: ``"gnmt"`` or ``"power"``, see :func:`formers.inference.translate`).
         An option left ``None`` is the checkpoint recipe's (``self.decode``)."""
+        from formers.inference.translate import check_lenpen_form
+
         self.require_task("translate")
         beam = self.decode["beam"] if beam is None else beam
         lenpen = self.decode["lenpen"] if lenpen is None else lenpen
@@ -223,10 +224,10 @@ class ModelService:
             raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
         if lenpen < 0:
             raise RequestError(f"lenpen must be >= 0, got {lenpen}")
-        if lenpen_form not in LENGTH_PENALTIES:
-            raise RequestError(
-                f"lenpen_form must be one of {', '.join(LENGTH_PENALTIES)}, got {lenpen_form!r}"
-            )
+        try:
+            check_lenpen_form(lenpen_form)
+        except ValueError as error:
+            raise RequestError(str(error)) from None
         self.check_texts(texts)
         found = self.batcher.submit(texts, (beam, float(lenpen), lenpen_form))
         return {"translations": [{"text": t.text, "score": t.score} for t in found]}
