@@ -214,23 +214,27 @@ class ModelService:
         """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``
         (``lenpen_form``: ``"gnmt"`` or ``"power"``, see :func:`formers.inference.translate`).
         An option left ``None`` is the checkpoint recipe's (``self.decode``)."""
+        self.require_task("translate")
+        o = self._search_options(beam=beam, lenpen=lenpen, lenpen_form=lenpen_form)
+        self.check_texts(texts)
+        found = self.batcher.submit(texts, (o["beam"], float(o["lenpen"]), o["lenpen_form"]))
+        return {"translations": [{"text": t.text, "score": t.score} for t in found]}
+
+    def _search_options(self, **given: Any) -> dict[str, Any]:
+        """``beam``, ``lenpen`` and ``lenpen_form`` for a translation: each given (not
+        ``None``), else the recipe's (``self.decode``); a value no search takes is refused."""
         from formers.inference.translate import check_lenpen_form
 
-        self.require_task("translate")
-        beam = self.decode["beam"] if beam is None else beam
-        lenpen = self.decode["lenpen"] if lenpen is None else lenpen
-        lenpen_form = self.decode["lenpen_form"] if lenpen_form is None else lenpen_form
-        if not 1 <= beam <= self.limits.max_beam:
-            raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
-        if lenpen < 0:
-            raise RequestError(f"lenpen must be >= 0, got {lenpen}")
+        o = {**self.decode, **{k: v for k, v in given.items() if v is not None}}
+        if not 1 <= o["beam"] <= self.limits.max_beam:
+            raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {o['beam']}")
+        if o["lenpen"] < 0:
+            raise RequestError(f"lenpen must be >= 0, got {o['lenpen']}")
         try:
-            check_lenpen_form(lenpen_form)
+            check_lenpen_form(o["lenpen_form"])
         except ValueError as error:
             raise RequestError(str(error)) from None
-        self.check_texts(texts)
-        found = self.batcher.submit(texts, (beam, float(lenpen), lenpen_form))
-        return {"translations": [{"text": t.text, "score": t.score} for t in found]}
+        return o
 
     def _translate_batch(self, texts: list[str], options: tuple[int, float, str]) -> list[Any]:
         from formers.inference.translate import translate
@@ -359,9 +363,7 @@ class ModelService:
 
         if tgt is not None and self.family != "transformer":
             raise RequestError(f"tgt is for translation models; this one does {self.task}")
-        decode = {**self.decode, **({} if beam is None else {"beam": beam})}
-        if not 1 <= decode["beam"] <= self.limits.max_beam:
-            raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {beam}")
+        decode = self._search_options(beam=beam)
         self.check_texts([text])
         if tgt is not None:
             self.check_texts(
