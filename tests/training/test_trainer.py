@@ -107,6 +107,30 @@ def test_validation_checkpoints_and_best(corpus, tmp_path):
     assert (run / "tokenizer.model").exists() and (run / "experiment.json").exists()
 
 
+def valid_steps(run_dir):
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r["step"] for r in records if r["type"] == "valid"]
+
+
+def test_the_final_weights_are_validated_once(corpus, tmp_path):
+    """The last step (12) falls between checks (every 5): one more validation follows it, and
+    resuming the finished run validates nothing again."""
+    run = tmp_path / "run"
+    cfg = experiment(corpus, valid=True, validate_every=5)
+    Trainer(cfg, run, progress=False).fit()
+    assert valid_steps(run) == [5, 10, 12]
+    Trainer(cfg, run, resume=True, progress=False).fit()
+    assert valid_steps(run) == [5, 10, 12]
+
+
+def test_a_run_stopped_mid_epoch_validates_its_final_weights(corpus, tmp_path):
+    """Validation at each epoch's end (validate_every 0), and at the final step mid-epoch."""
+    run = tmp_path / "run"
+    Trainer(experiment(corpus, valid=True, validate_every=0), run, progress=False).fit()
+    steps = valid_steps(run)
+    assert len(steps) == 2 and steps[0] < steps[1] == 2 * N  # an epoch ends between
+
+
 def test_resume_without_checkpoint_is_an_error(corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Trainer(experiment(corpus), tmp_path / "empty", resume=True, progress=False)

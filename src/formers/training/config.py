@@ -140,7 +140,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 on CPU
     threads: int = 0  # CPU threads (0: PyTorch's default)
     log_every: int = 100
-    validate_every: int = 0  # steps; 0: at the end of every epoch
+    validate_every: int = 0  # steps; 0: at the end of every epoch (and always at the end)
     valid_bleu: bool = True
     valid_beam: int = 1
     bleu_tokenized: bool = False  # score tokenized lowercased text (tokenize="none")

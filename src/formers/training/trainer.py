@@ -103,6 +103,7 @@ class Trainer:
         self._interrupted = False  # Ctrl-C seen by this process
         self._stop = False  # ... and agreed by all processes at the last step boundary
         self._saved_step: int | None = None  # the step of the last step_N checkpoint
+        self._validated_step: int | None = None  # the step of the last validation
         if resume:
             self._resume()
         # what the task's loss calls: DDP's forward hooks its backward into the gradient sync
@@ -253,6 +254,7 @@ class Trainer:
     def validate(self) -> dict[str, Any] | None:
         """Validate, log, checkpoint, and track the best result; return the metrics."""
         metrics = self.task.validate(self.model, self.dist)
+        self._validated_step = self.state["step"]
         if metrics is None:
             self.save()
             return None
@@ -315,7 +317,10 @@ class Trainer:
         return bool(t.patience and s["bad_validations"] >= t.patience)
 
     def fit(self) -> dict[str, Any]:
-        """Train until max_steps / max_epochs / early stopping; return the final state."""
+        """Train until max_steps / max_epochs / early stopping; return the final state.
+
+        The final weights are always validated: when the last step falls between two
+        ``validate_every`` checks (or mid-epoch), one more validation follows it."""
         self._interrupted = self._stop = False
         t = self.train_cfg
         per_step, need = self._batches_per_step()
@@ -334,9 +339,12 @@ class Trainer:
         )  # fmt: skip  (a total, so that the bar shows an ETA)
         self.model.train()
         self._clock = time.perf_counter()
+        start_step = self.state["step"]
         try:
             with self._deferred_interrupt():
                 self._loop(bar)
+                if not self._stopping() and start_step < self.state["step"] != self._validated_step:
+                    self.validate()  # the final weights, when the last step fell between checks
         finally:
             bar.close()
         if self._stopping():
