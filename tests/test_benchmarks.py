@@ -96,3 +96,24 @@ def test_serve_throughput_writes_json(tmp_path):
     assert 1 <= result["results"]["batching"]["model_batches"] <= 12
     for r in result["results"].values():
         assert r["requests_per_s"] > 0 and r["latency_p95_s"] >= r["latency_median_s"] > 0
+
+
+def test_nanogpt_reference_is_nanogpt_and_writes_json(tmp_path):
+    data = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+    if not data.is_file():
+        pytest.skip(f"Tiny Shakespeare is not at {data} (the offline copy in ../shared/data)")
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "nanogpt_reference.py"), "--seeds", "1337",
+        "--max-iters", "120", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    # seed 1337's first estimate is nanoGPT's published "step 0: train loss 4.1676, val loss
+    # 4.1649" only with nanoGPT's vocabulary, split, initialization and random stream
+    assert result["step0_matches_nanogpt"] is True
+    run = result["runs"]["1337"]
+    assert run["formers"]["step"] == 120
+    # after 120 of nanoGPT's steps both models are far below the uniform 4.17 and near each other
+    assert run["reference"]["whole_valid_loss"] < 3.0
+    assert abs(run["formers"]["whole_valid_loss"] - run["reference"]["whole_valid_loss"]) < 0.1
