@@ -343,7 +343,8 @@ class Trainer:
         try:
             with self._deferred_interrupt():
                 self._loop(bar)
-                if not self._stopping() and start_step < self.state["step"] != self._validated_step:
+                step = self.state["step"]
+                if step > start_step and step != self._validated_step and not self._stopping():
                     self.validate()  # the final weights, when the last step fell between checks
         finally:
             bar.close()
