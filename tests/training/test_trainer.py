@@ -47,9 +47,13 @@ def experiment(corpus, *, valid=False, **train):
     )
 
 
+def log_records(run_dir):
+    """The run's ``log.jsonl``, one dict per line."""
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
 def train_losses(run_dir):
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if r["type"] == "train"}
+    return {r["step"]: r["loss"] for r in log_records(run_dir) if r["type"] == "train"}
 
 
 @pytest.mark.parametrize("update_freq", [1, 2])
@@ -96,7 +100,7 @@ def test_validation_checkpoints_and_best(corpus, tmp_path):
     run = tmp_path / "run"
     cfg = experiment(corpus, valid=True, valid_bleu=True, keep_last=1, validate_every=4)
     state = Trainer(cfg, run, progress=False).fit()
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records = log_records(run)
     valid = [r for r in records if r["type"] == "valid"]
     assert [r["step"] for r in valid] == [4, 8, 12]
     assert all({"loss", "ppl", "bleu", "chrf", "bleu_signature"} <= set(r) for r in valid)
@@ -108,8 +112,7 @@ def test_validation_checkpoints_and_best(corpus, tmp_path):
 
 
 def valid_steps(run_dir):
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [r["step"] for r in records if r["type"] == "valid"]
+    return [r["step"] for r in log_records(run_dir) if r["type"] == "valid"]
 
 
 def test_the_final_weights_are_validated_once(corpus, tmp_path):
@@ -164,7 +167,7 @@ def test_log_records_carry_the_time_and_training_seconds_across_resumes(corpus, 
     run = tmp_path / "run"
     first = Trainer(experiment(corpus, max_steps=N), run, progress=False).fit()
     second = Trainer(experiment(corpus), run, resume=True, progress=False).fit()
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records = log_records(run)
     for r in records:
         assert datetime.datetime.fromisoformat(r["time"]).tzinfo is not None  # UTC, explicit
     logged = [r for r in records if r["type"] in ("train", "valid")]
