@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,24 @@ def test_save_into_a_missing_folder_fails_before_training(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "training" not in capsys.readouterr().out
+
+
+def test_save_replaces_an_earlier_demo_checkpoint(saved, tmp_path):
+    """Saving again into a demo checkpoint replaces it (its symbols.json is a tokenizer file)."""
+    directory = Path(shutil.copytree(saved[0], tmp_path / "ckpt"))
+    before = (directory / "model.safetensors").read_bytes()
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = ["demo", "--steps", "2", "--batch-size", "4", "--seed", "4"]
+        assert main([*argv, "--save", str(directory)]) == 0
+    assert (directory / "model.safetensors").read_bytes() != before
+    assert load_model(directory)[1].vocab_size == 13
+
+
+def test_save_over_other_files_fails_before_training(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("keep me")
+    monkeypatch.setattr(demo, "train_synthetic", lambda *a, **k: pytest.fail("it trained"))
+    assert main(["demo", "--steps", "30", "--save", str(folder)]) == 2
+    assert "holds files that are not part of a checkpoint (todo.txt)" in capsys.readouterr().err
+    assert (folder / "todo.txt").read_text() == "keep me"

@@ -130,9 +130,12 @@ def test_attention_equals_capture(translator, reference):
         ("/translate", {"text": "x" * 201}, 413, "201 characters; the limit is 200"),
         ("/translate", {"text": "the cat " * 14}, 413, "tokens; the limit is 40"),
         ("/translate", {"texts": ["a cat"] * 9}, 413, "9 texts in one request; the limit is 8"),
-        ("/translate", {"text": "a cat", "beam": 0}, 400, r"beam must be in \[1, 5\]"),
-        ("/translate", {"text": "a cat", "beam": 6}, 400, r"beam must be in \[1, 5\]"),
-        ("/translate", {"text": "a cat", "lenpen": -1}, 400, "lenpen must be >= 0"),
+        ("/translate", {"text": "a cat", "beam": 0}, 400, r"beam must be an integer in \[1, 128\]"),
+        ("/translate", {"text": "a cat", "beam": 6}, 413, r"beam 6 is over this server's limit"),
+        ("/translate", {"text": "a cat", "lenpen": -1}, 400, r"lenpen must be a number in \[0.0, "),
+        ("/translate", {"text": "a cat", "lenpen": 1e308}, 400, r"lenpen must be .*got 1e\+308"),
+        ("/translate", {"text": "a cat", "beam": 10**9}, 400, r"beam must be an integer in \[1,"),
+        ("/attention", {"text": "a cat", "beam": 6}, 413, r"beam 6 is over this server's limit"),
         ("/translate", {"text": "a cat", "lenpen_form": "x"}, 400, "lenpen_form must be one of"),
         ("/translate", {"text": "a", "texts": ["b"]}, 422, "exactly one of 'text'"),
         ("/translate", {}, 422, "^body: give exactly one of 'text'"),
@@ -162,6 +165,18 @@ def test_a_target_may_be_longer_than_a_source(translator):
     answer = post(translator, "/attention", {"text": "a cat", "tgt": "the cat " * 14})
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["target"]) == 43  # BOS + 42
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity"])
+def test_a_non_finite_length_penalty_is_400(translator, value):
+    """JSON has no NaN or infinity, but Python's parser reads them: they are refused."""
+    response = httpx.post(
+        translator + "/translate",
+        content=b'{"text": "a cat", "lenpen": ' + value + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "lenpen must be a finite number" in response.json()["detail"]
 
 
 def test_malformed_json_is_400(translator):
@@ -242,7 +257,7 @@ def test_generate_equals_the_library(char_gpt):
         assert answer["text"] == expected and answer["tokens"] == len(new)
         assert answer["prompt"] + answer["completion"] == answer["text"]
         too_many = post(url, "/generate", {**body, "max_new_tokens": 11})
-        assert too_many.status_code == 400 and "[1, 10]" in too_many.json()["detail"]
+        assert too_many.status_code == 413 and "limit of 10" in too_many.json()["detail"]
         too_long = post(url, "/generate", {"prompt": "h" * 25, "max_new_tokens": 5})  # context 24
         assert too_long.status_code == 413 and "the limit is 24" in too_long.json()["detail"]
         bad = post(url, "/generate", {"prompt": "he", "temperature": -1, "max_new_tokens": 5})

@@ -97,11 +97,11 @@ def test_lenpen_form_power_scores_as_the_library(checkpoint, monkeypatch, capsys
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--beam", "0"], "beam must be >= 1"),
-        (["--beam", "2", "--nbest", "3"], "nbest must be between 1 and the beam size"),
-        (["--max-tokens", "-5"], "max_tokens must be >= 1"),
-        (["--max-len-a", "-1"], "max_len_a must be >= 0"),
-        (["--max-len-b", "-1"], "max_len_b must be >= 0"),
+        (["--beam", "0"], "--beam must be an integer in [1, 128], got 0"),
+        (["--beam", "2", "--nbest", "3"], "--nbest must be between 1 and the beam size"),
+        (["--max-tokens", "-5"], "--max-tokens must be an integer in [1, 1,000,000], got -5"),
+        (["--max-len-a", "-1"], "--max-len-a must be a number in [0.0, 10.0], got -1.0"),
+        (["--max-len-b", "-1"], "--max-len-b must be an integer in [0, 100,000], got -1"),
         (["--device", "tpu9"], "unknown device 'tpu9'"),
         (["--lenpen-form", "fairseq"], "lenpen_form must be one of gnmt, power, got 'fairseq'"),
     ],
@@ -141,7 +141,7 @@ def test_a_checkpoint_without_tokenizer_is_refused(tmp_path, monkeypatch, capsys
     save_checkpoint(tmp_path / "ckpt", model, tiny_config().to_dict())
     _stdin(monkeypatch, b"a dog\n")
     assert main(["translate", "--checkpoint", str(tmp_path / "ckpt")]) == 2
-    assert "has no tokenizer.model" in _error(capsys)
+    assert "has no tokenizer (none of tokenizer.model, chars.json" in _error(capsys)
 
 
 def test_device_auto_is_cuda_when_available(monkeypatch):

@@ -150,13 +150,15 @@ def test_a_prompt_longer_than_the_context_is_refused():
 @pytest.mark.parametrize(
     ("options", "pattern"),
     [
-        (dict(max_new_tokens=0), "max_new_tokens must be an int >= 1"),
-        (dict(max_new_tokens=2.5), "max_new_tokens must be an int >= 1"),
-        (dict(max_new_tokens=3, temperature=-0.1), "temperature must be >= 0"),
-        (dict(max_new_tokens=3, temperature=float("nan")), "temperature must be >= 0"),
-        (dict(max_new_tokens=3, top_k=-1), "top_k must be an int >= 0"),
-        (dict(max_new_tokens=3, top_p=0.0), r"top_p must be in \(0, 1\]"),
-        (dict(max_new_tokens=3, top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (dict(max_new_tokens=0), r"max_new_tokens must be an integer in \[1, 100,000\], got 0"),
+        (dict(max_new_tokens=2.5), r"max_new_tokens must be an integer in \[1, 100,000\]"),
+        (dict(max_new_tokens=10**9), r"max_new_tokens must be an integer in \[1, 100,000\]"),
+        (dict(max_new_tokens=3, temperature=-0.1), r"temperature must be a number in \[0.0, 100.0\]"),
+        (dict(max_new_tokens=3, temperature=float("nan")), "temperature must be a finite number"),
+        (dict(max_new_tokens=3, top_k=-1), r"top_k must be an integer in \[0, 1,000,000\]"),
+        (dict(max_new_tokens=3, top_p=0.0), r"top_p must be a number in \(0.0, 1.0\]"),
+        (dict(max_new_tokens=3, top_p=1.5), r"top_p must be a number in \(0.0, 1.0\]"),
+        (dict(max_new_tokens=3, seed=2**64), r"seed must be an integer in"),
     ],
 )
 def test_bad_options_are_refused(options, pattern):

@@ -142,14 +142,16 @@ def test_the_power_length_penalty_form_scores_as_fairseq(model, tok):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (dict(beam=0), "beam must be >= 1"),
+        (dict(beam=0), r"beam must be an integer in \[1, 128\], got 0"),
         (dict(beam=2, nbest=3), r"nbest must be between 1 and the beam size \(2\)"),
-        (dict(nbest=0), "nbest must be between"),
-        (dict(max_tokens=0), "max_tokens must be >= 1"),
+        (dict(nbest=0), r"nbest must be an integer in \[1, 128\], got 0"),
+        (dict(max_tokens=0), r"max_tokens must be an integer in \[1, 1,000,000\]"),
         (dict(max_tokens=8), r"sentence 5 of 10 has 9 tokens, more than max_tokens \(8\)"),
-        (dict(max_len_a=-1.0), "max_len_a must be >= 0"),
+        (dict(max_len_a=-1.0), r"max_len_a must be a number in \[0.0, 10.0\], got -1.0"),
         (dict(max_len_a=0.0, max_len_b=0), "max_len_b must be"),
         (dict(lenpen=float("nan")), "lenpen must be a finite number"),
+        (dict(lenpen=1e308), r"lenpen must be a number in \[0.0, 10.0\], got 1e\+308"),
+        (dict(max_len_b=10**9), r"max_len_b must be an integer in \[0, 100,000\]"),
         (dict(lenpen_form="fairseq"), "lenpen_form must be one of gnmt, power, got 'fairseq'"),
         (dict(max_sentences=0), "max_sentences must be >= 1"),
     ],
@@ -194,3 +196,17 @@ def test_length_batches_respect_both_limits_and_cover_every_index():
     assert flat == sorted(flat)
     with pytest.raises(ValueError, match="more than max_tokens"):
         list(length_batches([3, 9], max_tokens=8))
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_outputs_stop_at_the_models_positions(tok, positions):
+    """Learned positions end at max_positions and sinusoidal ones were built for it: a length
+    limit beyond it is capped there (a huge one would allocate its token buffer), and one past
+    the stated range of max_len_b is refused."""
+    model = tiny_model(positions=positions, max_positions=6)
+    eos = torch.tensor([model.eos_id])  # a model that never ends: outputs run to their limit
+    model.generator.register_forward_hook(lambda m, i, out: out.index_fill(-1, eos, -1e4))
+    found = translate(model, tok, SENTENCES[:3], beam=2, max_len_a=0.0, max_len_b=100_000)
+    assert max(len(hyps[0].tokens) for hyps in found) == 5  # + EOS = 6 positions
+    with pytest.raises(ValueError, match=r"max_len_b must be an integer in \[0, 100,000\]"):
+        translate(model, tok, SENTENCES[:3], beam=2, max_len_b=10**9)

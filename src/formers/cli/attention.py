@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from formers.cli.textio import check_output
 from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 
@@ -64,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.src.strip():
         raise ValueError("--src is empty: give the text whose attention to draw")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out {args.out}: the folder {out.parent} does not exist")
+    check_output(args.out, "--out")
     set_threads(args.threads)
 
     if suffix == ".png":  # before loading any weights: is matplotlib there?
@@ -77,15 +77,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(str(error)) from None
 
     from formers.cli.translate import decode_options  # torch-heavy imports: lazily
-    from formers.training.checkpoint import load_model
+    from formers.training.checkpoint import load_model, require_tokenizer
     from formers.viz import capture_attention
 
     model, tokenizer, config = load_model(args.checkpoint, device=resolve_device(args.device))
-    if tokenizer is None:
-        raise ValueError(
-            f"checkpoint {args.checkpoint} has no tokenizer; drawing attention needs the "
-            "tokenizer the model was trained with"
-        )
+    require_tokenizer(tokenizer, args.checkpoint, "drawing attention")
     # translating --src decodes as `formers translate` does (the recipe's [decode] options)
     decode = decode_options(args, config)
     options = {k: decode[k] for k in ("beam", "lenpen", "lenpen_form")}

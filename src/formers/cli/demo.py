@@ -73,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --batch-size must be >= 1 and --length >= 2")
     set_threads(args.threads)
     save = Path(args.save) if args.save else None
-    if save is not None and not save.parent.is_dir():  # before training, not after
-        raise FileNotFoundError(f"--save {args.save}: the folder {save.parent} does not exist")
+    if save is not None:  # before training, not after
+        from formers.training.checkpoint_io import check_target
+
+        if not save.parent.is_dir():
+            raise FileNotFoundError(f"--save {args.save}: the folder {save.parent} does not exist")
+        check_target(save)  # absent, or a checkpoint (an earlier demo's) that it replaces
     task = SyntheticTask(args.task, min_len=max(2, args.length // 2), max_len=args.length)
     torch.manual_seed(args.seed)
     model = build_transformer(demo_config(task))

@@ -16,7 +16,7 @@ from formers.cli.families import require_architecture
 from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 from formers.inference.detokenize import IncrementalDecoder
-from formers.inference.generate import generate_stream
+from formers.inference.generate import check_generate_options, generate_stream
 from formers.inference.layout import use_inference_layout
 
 
@@ -51,14 +51,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def check_options(args: argparse.Namespace) -> None:
     """Refuse bad sampling options before the checkpoint is loaded."""
-    if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if not args.temperature >= 0:
-        raise ValueError(f"--temperature must be >= 0 (0: greedy), got {args.temperature}")
-    if args.top_k < 0:
-        raise ValueError(f"--top-k must be >= 0 (0: off), got {args.top_k}")
-    if not 0 < args.top_p <= 1:
-        raise ValueError(f"--top-p must be in (0, 1] (1: off), got {args.top_p}")
+    check_generate_options(
+        args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, cli=True
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,15 +63,12 @@ def run(args: argparse.Namespace) -> int:
 
     require_architecture(args.checkpoint, "gpt", "formers generate")
 
-    from formers.training.checkpoint import load_model  # the trainer's heavier imports: lazily
+    # the trainer's heavier imports: lazily
+    from formers.training.checkpoint import load_model, require_tokenizer
 
     model, tokenizer, _ = load_model(args.checkpoint, device=device)
     use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
-    if tokenizer is None:
-        raise ValueError(
-            f"checkpoint {args.checkpoint} has no tokenizer; generating text needs the "
-            "tokenizer the model was trained with"
-        )
+    require_tokenizer(tokenizer, args.checkpoint, "generating text")
     prompt = tokenizer.encode(args.prompt)
     if not prompt and model.bos_id is None:
         raise ValueError(

@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:  # bad input: one clear line, no traceback
+    # bad input, or a run that diverged: one clear line, no traceback
+    except (ValueError, FileNotFoundError, ArithmeticError) as error:
         print(f"formers {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from formers.cli.families import require_architecture
-from formers.cli.textio import read_lines, write_lines
+from formers.cli.textio import check_output, read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    check_output(args.output)  # before the model runs, not after
     device = resolve_device(args.device)
     set_threads(args.threads)
     config = require_architecture(args.checkpoint, "bert", "formers predict")

@@ -29,7 +29,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
     )  # fmt: skip
     p.add_argument("--run-dir", help="output directory (default: runs/CONFIG_NAME)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument(
+        "--resume", action="store_true",
+        help="continue from the latest checkpoint (after repairing what a kill left)",
+    )  # fmt: skip
+    runs.add_argument(
+        "--overwrite", action="store_true",
+        help="delete the previous run in the run directory and start again (without it or "
+        "--resume, a directory that holds a run is refused)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -44,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     distributed = Distributed.from_env()  # one process unless launched by torchrun
     try:
         trainer = Trainer(
-            config, run_dir, resume=args.resume, progress=not args.no_progress,
-            distributed=distributed,
+            config, run_dir, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.no_progress, distributed=distributed,
         )  # fmt: skip
         state = trainer.fit()
     finally:

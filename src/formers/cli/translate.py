@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from formers.cli.textio import read_lines, write_lines
+from formers.cli.textio import check_output, read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
 from formers.decoding import LENGTH_PENALTIES
 from formers.device import resolve_device
@@ -84,29 +84,27 @@ def decode_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str
 
 
 def run(args: argparse.Namespace) -> int:
-    check_translate_options(nbest=args.nbest, **decode_options(args, {}))  # before loading
+    check_translate_options(nbest=args.nbest, cli=True, **decode_options(args, {}))  # first
+    check_output(args.output)  # before decoding, not after
     device = resolve_device(args.device)
     set_threads(args.threads)
     sentences = read_lines(args.input)
     if not sentences:
         raise ValueError(f"no sentences to translate in {args.input or '<stdin>'}")
 
-    from formers.training.checkpoint import load_model  # the trainer's heavier imports: lazily
+    # the trainer's heavier imports: lazily
+    from formers.training.checkpoint import load_model, require_tokenizer
 
     model, tokenizer, config = load_model(args.checkpoint, device=device)
     use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
-    if tokenizer is None:
-        raise ValueError(
-            f"checkpoint {args.checkpoint} has no tokenizer.model; translating text needs "
-            "the tokenizer the model was trained with"
-        )
+    require_tokenizer(tokenizer, args.checkpoint, "translating text")
     recipe = config.get("decode") or {}
     options = decode_options(args, config)
     from_recipe = [k for k in DEFAULTS if k in recipe and getattr(args, k) is None]
     if from_recipe:
         used = ", ".join(f"{k}={options[k]}" for k in from_recipe)
         print(f"formers translate: from the checkpoint's [decode]: {used}", file=sys.stderr)
-    check_translate_options(nbest=args.nbest, **options)
+    check_translate_options(nbest=args.nbest, cli=True, **options)
     results = translate(
         model, tokenizer, sentences, nbest=args.nbest, device=device,
         progress=sys.stderr.isatty(), **options,

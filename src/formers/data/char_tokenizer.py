@@ -50,10 +50,16 @@ class CharTokenizer:
         file = path / FILE if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(f"no character vocabulary at {file}")
-        values = json.loads(file.read_text(encoding="utf-8"))
+        try:
+            values = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DataError(f"{file} is not valid JSON: {error}") from None
         if not isinstance(values, dict) or not isinstance(values.get("chars"), list):
             raise DataError(f"{file} is not a formers character vocabulary")
-        return cls(values["chars"])
+        try:
+            return cls(values["chars"])
+        except DataError as error:
+            raise DataError(f"{file}: {error}") from None
 
     def save(self, directory: str | Path) -> Path:
         """Write ``directory/chars.json``; return its path."""

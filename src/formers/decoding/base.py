@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from formers.decoding.options import check_option
+
 
 class DecodingState(Protocol):
     src_lengths: Tensor
@@ -84,8 +86,8 @@ def max_lengths(
 
 
 def check_lengths(max_len_a: float, max_len_b: int, max_len: int | None, min_len: int) -> None:
-    if max_len_a < 0:
-        raise ValueError(f"max_len_a must be >= 0, got {max_len_a}")
+    check_option("max_len_a", max_len_a)
+    check_option("max_len_b", max_len_b)
     if max_len_a == 0 and max_len_b < 1:
         raise ValueError(f"max_len_b must be >= 1 when max_len_a is 0, got {max_len_b}")
     if max_len is not None and max_len < 1:

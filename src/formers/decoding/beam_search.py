@@ -49,6 +49,7 @@ from formers.decoding.base import (
     max_lengths,
     pad_outputs,
 )
+from formers.decoding.options import check_option
 
 
 def gnmt_length_penalty(alpha: float) -> Callable[[int], float]:
@@ -69,11 +70,13 @@ LENGTH_PENALTIES: dict[str, Callable[[float], Callable[[int], float]]] = {
 
 
 def length_penalty(form: str, alpha: float) -> Callable[[int], float]:
-    """The length penalty ``lp(L)`` of a named form (``"gnmt"`` or ``"power"``) and ``alpha``."""
+    """The length penalty ``lp(L)`` of a named form (``"gnmt"`` or ``"power"``) and ``alpha``
+    (in :data:`formers.decoding.options.RANGES`: a huge one overflows)."""
     if form not in LENGTH_PENALTIES:
         raise ValueError(
             f"unknown length penalty form {form!r}; choose one of {', '.join(LENGTH_PENALTIES)}"
         )
+    check_option("lenpen", alpha)
     return LENGTH_PENALTIES[form](alpha)
 
 
@@ -124,6 +127,8 @@ def beam_search(
     check_lengths(max_len_a, max_len_b, max_len, min_len)
     if not (isinstance(early_stopping, bool) or early_stopping == "never"):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    if length_penalty is None:
+        check_option("lenpen", lenpen)
     lp = length_penalty or gnmt_length_penalty(lenpen)
     k, device = beam_size, src.device
     state = model.init_decoding(src)  # one row per source until the first step is taken

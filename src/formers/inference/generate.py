@@ -20,24 +20,28 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from formers.decoding.options import check_option, option_label
 from formers.decoding.sequential import filter_logits
 from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.modes import evaluating
 
 
-def _check_options(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
-    if (
-        isinstance(max_new_tokens, bool)
-        or not isinstance(max_new_tokens, int)
-        or max_new_tokens < 1
-    ):
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}")
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an int >= 0 (0 = off), got {top_k!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p!r}")
+def check_generate_options(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None = None,
+    *,
+    cli: bool = False,
+) -> None:
+    """Raise :class:`ValueError` for a sampling option outside its range
+    (:data:`formers.decoding.options.RANGES`); ``cli``: name it as a flag."""
+    given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    if seed is not None:
+        given["seed"] = seed
+    for name, value in given.items():
+        check_option(name, value, label=option_label(name, cli))
 
 
 def _start(model: DecoderOnlyLM, prompt: list[int]) -> list[int]:
@@ -94,7 +98,7 @@ def generate_stream(
         ValueError: a bad option, an empty prompt without ``bos_id``, or a prompt longer than
             ``model.context_length``.
     """
-    _check_options(max_new_tokens, temperature, top_k, top_p)
+    check_generate_options(max_new_tokens, temperature, top_k, top_p, seed)
     tokens = _start(model, prompt)
     return _stream(model, tokens, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eos)
 

@@ -15,7 +15,6 @@ Shapes: b sentences in a batch, s longest source in the batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from formers.decoding import LENGTH_PENALTIES, beam_search, greedy_search, length_penalty
+from formers.decoding.options import check_option, option_label
 from formers.nn.modes import evaluating
 from formers.nn.positional import LearnedPositionalEmbedding
 
@@ -65,26 +65,26 @@ def check_translate_options(
     lenpen: float = 0.6,
     lenpen_form: str = "gnmt",
     max_sentences: int = 512,
+    cli: bool = False,
 ) -> None:
-    """Raise :class:`ValueError` for options no search can honour (see :func:`translate`)."""
-    if beam < 1:
-        raise ValueError(f"beam must be >= 1, got {beam}")
-    if not 1 <= nbest <= beam:
-        raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    if max_sentences < 1:
-        raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
-    if not math.isfinite(lenpen):
-        raise ValueError(f"lenpen must be a finite number, got {lenpen}")
-    check_lenpen_form(lenpen_form)
-    if not (math.isfinite(max_len_a) and max_len_a >= 0):
-        raise ValueError(f"max_len_a must be >= 0, got {max_len_a}")
-    if max_len_b < 0 or (max_len_a == 0 and max_len_b < 1):
+    """Raise :class:`ValueError` for options no search can honour (see :func:`translate`; the
+    ranges are :data:`formers.decoding.options.RANGES`); ``cli``: name them as flags."""
+    given = dict(beam=beam, nbest=nbest, max_tokens=max_tokens, lenpen=lenpen,
+                 max_len_a=max_len_a, max_len_b=max_len_b)  # fmt: skip
+    for name, value in given.items():
+        check_option(name, value, label=option_label(name, cli))
+    if nbest > beam:
         raise ValueError(
-            f"max_len_b must be >= 0 (and >= 1 when max_len_a is 0), got {max_len_b} "
-            f"with max_len_a={max_len_a}"
+            f"{option_label('nbest', cli)} must be between 1 and the beam size ({beam}), "
+            f"got {nbest}"
         )
+    if max_len_a == 0 and max_len_b < 1:
+        raise ValueError(
+            f"{option_label('max_len_b', cli)} must be >= 1 when max_len_a is 0, got {max_len_b}"
+        )
+    if isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1:
+        raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
+    check_lenpen_form(lenpen_form)
 
 
 def check_lenpen_form(lenpen_form: str) -> None:
@@ -127,6 +127,16 @@ def position_limit(embed: nn.Module) -> int | None:
     """How many positions an embedding can encode (``None``: unlimited)."""
     positions = getattr(embed, "positions", None)
     return positions.max_len if isinstance(positions, LearnedPositionalEmbedding) else None
+
+
+def output_limit(model: nn.Module) -> int | None:
+    """The most tokens a translation may have: the model's target positions (learned ones end
+    there; sinusoidal and rotary ones were built for ``max_positions``); ``None``: no limit."""
+    learned = position_limit(model.tgt_embed)
+    if learned is not None:
+        return learned
+    built_for = getattr(getattr(model, "config", None), "max_positions", None)
+    return built_for if isinstance(built_for, int) else None
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -182,7 +192,7 @@ def translate(
         nbest: translations to return per sentence, best first (``<= beam``).
         max_tokens: at most this many padded source tokens per batch.
         max_len_a, max_len_b: an output has at most ``floor(a * source_len + b)`` tokens,
-            EOS included.
+            EOS included, and no more than the model's positions (:func:`output_limit`).
         device: where to run; the model is moved there. ``None``: where the model already is.
         progress: show a progress bar (sentences translated) on stderr.
         max_sentences: at most this many sentences per batch.
@@ -192,9 +202,10 @@ def translate(
         for an empty source).
 
     Raises:
-        ValueError: an impossible option; a source longer than ``max_tokens`` or than the
-            model's learned positions; a token id outside the model's vocabulary. Sentences
-            are named by 1-based position ("sentence 3 of 10"), i.e. by input line.
+        ValueError: an impossible option (see :func:`check_translate_options`); a source
+            longer than ``max_tokens`` or than the model's learned positions; a token id outside
+            the model's vocabulary. Sentences are named by 1-based position ("sentence 3 of 10"),
+            i.e. by input line.
     """
     check_translate_options(
         beam=beam, nbest=nbest, max_tokens=max_tokens, max_len_a=max_len_a,
@@ -210,7 +221,7 @@ def translate(
         model.to(device)
     run_device = _model_device(model)
     limits: dict[str, Any] = dict(max_len_a=max_len_a, max_len_b=max_len_b)
-    limits["max_len"] = position_limit(model.tgt_embed)  # learned target positions cap outputs
+    limits["max_len"] = output_limit(model)  # the target positions cap outputs
     lp = length_penalty(lenpen_form, lenpen)
     empty = tokenizer.decode([])
     results = [[Translation(empty, 0.0, [])] for _ in sentences]  # empty sources keep these

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -34,7 +35,8 @@ _TYPE_CHECKS = {
 
 def check_types(config: object) -> None:
     """Check every field against its annotation (``int``, ``float``, ``bool``, ``str``, or one
-    of them ``| None``), so that e.g. the string ``"false"`` is never taken for a boolean."""
+    of them ``| None``), so that e.g. the string ``"false"`` is never taken for a boolean; a
+    float must be finite."""
     for f in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, f.name)
         type_name = str(f.type)
@@ -47,6 +49,9 @@ def check_types(config: object) -> None:
             raise ConfigError(
                 f"{f.name} must be {expected}, got {value!r} ({type(value).__name__})"
             )
+        # no config takes inf or nan: either would train (or decode) on NaN without a word
+        if base == "float" and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
 
 
 def require(condition: bool, message: str) -> None:

@@ -1,13 +1,16 @@
 """What one request to ``formers serve`` may ask for, and how a refusal is signalled.
 
 A request beyond a limit is refused with a 4xx status, never truncated: :class:`RequestError`
-carries the status the HTTP layer answers with (400 for a bad value, 413 for too much, 404 for a
+carries the status the HTTP layer answers with (400 for a value outside the option's own range,
+:data:`formers.decoding.options.RANGES`; 413 for more than one of these limits allows; 404 for a
 task the model does not do).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from formers.decoding.options import check_option
 
 
 class RequestError(ValueError):
@@ -40,6 +43,9 @@ class Limits:
         bad = [f"{name}={value!r}" for name, value in asdict(self).items() if value < 1]
         if bad:
             raise ValueError(f"limits must be >= 1: {', '.join(bad)}")
+        # no higher than any search takes (formers.decoding.options)
+        check_option("beam", self.max_beam, label="max_beam")
+        check_option("max_new_tokens", self.max_new_tokens, label="max_new_tokens")
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

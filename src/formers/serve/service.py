@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from formers.decoding.options import check_option
 from formers.serve.batching import MicroBatcher
 from formers.serve.limits import Limits, RequestError
 from formers.training.config import recipe_decode
@@ -115,15 +116,11 @@ class ModelService:
         """
         from formers.device import resolve_device
         from formers.inference.layout import use_inference_layout
-        from formers.training.checkpoint import load_model
+        from formers.training.checkpoint import load_model, require_tokenizer
 
         model, tokenizer, config = load_model(checkpoint, device=resolve_device(device))
         use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
-        if tokenizer is None:
-            raise ValueError(
-                f"checkpoint {checkpoint} has no tokenizer; serving needs the tokenizer the "
-                "model was trained with"
-            )
+        require_tokenizer(tokenizer, checkpoint, "serving")
         return cls(model, tokenizer, config, limits=limits, name=str(checkpoint), batching=batching)
 
     def _model_token_limit(self, model_config: dict[str, Any]) -> int:
@@ -222,19 +219,27 @@ class ModelService:
 
     def _search_options(self, **given: Any) -> dict[str, Any]:
         """``beam``, ``lenpen`` and ``lenpen_form`` for a translation: each given (not
-        ``None``), else the recipe's (``self.decode``); a value no search takes is refused."""
+        ``None``), else the recipe's (``self.decode``). A value outside the option's range is
+        refused with 400, a beam over ``--max-beam`` with 413."""
         from formers.inference.translate import check_lenpen_form
 
         o = {**self.decode, **{k: v for k, v in given.items() if v is not None}}
-        if not 1 <= o["beam"] <= self.limits.max_beam:
-            raise RequestError(f"beam must be in [1, {self.limits.max_beam}], got {o['beam']}")
-        if o["lenpen"] < 0:
-            raise RequestError(f"lenpen must be >= 0, got {o['lenpen']}")
         try:
+            check_option("beam", o["beam"])
+            check_option("lenpen", o["lenpen"])
             check_lenpen_form(o["lenpen_form"])
         except ValueError as error:
             raise RequestError(str(error)) from None
+        self._check_limit("beam", o["beam"], self.limits.max_beam, "--max-beam")
         return o
+
+    @staticmethod
+    def _check_limit(name: str, value: int, limit: int, flag: str) -> None:
+        """Refuse (413) a value over one of the server's limits."""
+        if value > limit:
+            raise RequestError(
+                f"{name} {value} is over this server's limit of {limit} ({flag})", status=413
+            )
 
     def _translate_batch(self, texts: list[str], options: tuple[int, float, str]) -> list[Any]:
         from formers.inference.translate import translate
@@ -275,10 +280,12 @@ class ModelService:
         from formers.inference.generate import generate_stream
 
         self.require_task("generate")
-        if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
-            raise RequestError(
-                f"max_new_tokens must be in [1, {self.limits.max_new_tokens}], got {max_new_tokens}"
-            )
+        try:
+            check_option("max_new_tokens", max_new_tokens)
+        except ValueError as error:
+            raise RequestError(str(error)) from None
+        limit = self.limits.max_new_tokens
+        self._check_limit("max_new_tokens", max_new_tokens, limit, "--max-new-tokens")
         (ids,) = self.check_texts([prompt], "prompt")
         tokens = generate_stream(
             self.model,

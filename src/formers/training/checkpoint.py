@@ -37,6 +37,7 @@ from formers.training.checkpoint_io import (
     CONFIG_FILE,
     FORMAT,
     STATE_FILE,
+    TOKENIZER_FILES,
     WEIGHTS_FILE,
     CheckpointError,
     atomic_directory,
@@ -65,11 +66,13 @@ __all__ = [
     "load_model",
     "load_training_state",
     "prune_checkpoints",
+    "require_tokenizer",
     "restore_rng_state",
     "save_checkpoint",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
+TOKENIZER_KEY = "tokenizer_file"  # config.json: the tokenizer's file, when saved with one
 BEST = "best"
 _STEP_DIR = re.compile(r"step_(\d+)")
 
@@ -117,9 +120,11 @@ def save_checkpoint(
     with atomic_directory(directory) as tmp:
         with standard_layout(model):  # safetensors needs contiguous tied weights
             save_safetensors_model(model, str(tmp / WEIGHTS_FILE))
-        write_json(tmp / CONFIG_FILE, full_config)
-        if tokenizer is not None:
+        if tokenizer is not None:  # recorded, so that loading can name it if it goes missing
             tokenizer.save(tmp)
+            saved = [name for name in TOKENIZER_FILES if (tmp / name).is_file()]
+            full_config = {**full_config, TOKENIZER_KEY: saved[0]} if saved else full_config
+        write_json(tmp / CONFIG_FILE, full_config)
         if optimizer is not None:
             save_optimizer_state(optimizer.state_dict(), tmp)
         if state_text is not None:
@@ -151,7 +156,7 @@ def load_model(
     config = read_config(path)
     cfg = model_config(config, path)
     weights = require_file(path, WEIGHTS_FILE)
-    tokenizer = _load_tokenizer(path, cfg)
+    tokenizer = _load_tokenizer(path, cfg, config)
     with torch.random.fork_rng(devices=[]):
         model = get_family(config.get("architecture", "transformer")).build(cfg)
     load_weights(model, weights)
@@ -295,9 +300,26 @@ def _to_json(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} is not JSON-able")
 
 
-def _load_tokenizer(path: Path, cfg: Any) -> Any:
+def require_tokenizer(tokenizer: Any, directory: str | os.PathLike, purpose: str) -> Any:
+    """``tokenizer``, or an error saying that the checkpoint has none and that ``purpose``
+    (e.g. ``"translating text"``) needs one."""
+    if tokenizer is None:
+        raise CheckpointError(
+            f"checkpoint {directory} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+            f"{purpose} needs the tokenizer the model was trained with"
+        )
+    return tokenizer
+
+
+def _load_tokenizer(path: Path, cfg: Any, config: dict[str, Any]) -> Any:
     from formers.data.tokenizers import load_tokenizer
 
+    recorded = config.get(TOKENIZER_KEY)
+    if isinstance(recorded, str) and not (path / recorded).is_file():
+        raise CheckpointError(
+            f"checkpoint {path} has no {recorded}, the tokenizer it was saved with; copy it "
+            "back (the run directory has one)"
+        )
     tokenizer = load_tokenizer(path)
     if tokenizer is not None:
         check_vocabulary(tokenizer.vocab_size, cfg, f"the tokenizer in {path}")

@@ -13,11 +13,14 @@ Nothing is ever unpickled: tensors are read with safetensors, everything else is
 :func:`load_weights` checks the stored tensors against the model before loading, and names those
 that are missing, unexpected or of the wrong shape.
 
-Writes are atomic: :func:`atomic_directory` fills a hidden temporary sibling directory, fsyncs it,
-and only then renames it to the final name, so a crash (or Ctrl-C) leaves either the previous
-checkpoint or the new one under that name, never a half-written one. An existing checkpoint is
-replaced by renaming it away, renaming the new one in, and deleting the old one; a process killed
-between those two renames leaves the old checkpoint as ``.NAME.old-*`` beside the final name.
+Writes are atomic: :func:`atomic_directory` fills a hidden temporary sibling directory
+(``.NAME.tmp-*``), fsyncs it, and only then renames it to the final name, so a crash (or Ctrl-C)
+leaves either the previous checkpoint or the new one under that name, never a half-written one.
+An existing checkpoint is replaced by renaming it away (``.NAME.old-*``), renaming the new one in,
+and deleting the old one; :func:`remove_directory` renames a checkpoint to ``.NAME.deleting-*``
+before deleting it. A process killed in the middle leaves those hidden siblings behind, and one
+killed between the two renames of a replacement leaves no ``NAME`` at all: :func:`recover_hidden`
+restores such a checkpoint from its complete ``.NAME.old-*`` copy and deletes the rest.
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
+from formers.data.tokenizers import FILES as TOKENIZER_KINDS
 from formers.inference.layout import standard_layout
 from formers.models.config_base import ConfigError
 from formers.models.registry import ARCHITECTURES, get_family
@@ -43,7 +49,8 @@ FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.model"  # SentencePiece; see formers.data.tokenizers for all
-TOKENIZER_FILES = ("tokenizer.model", "chars.json", "tokenizer.json")
+# every tokenizer's file: SentencePiece, characters, WordPiece, the synthetic tasks' symbols
+TOKENIZER_FILES = tuple(TOKENIZER_KINDS)
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
 OPTIMIZER_JSON_FILE = "optimizer.json"
@@ -157,13 +164,9 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     Yields:
         The temporary directory to fill.
     """
-    final = Path(os.path.abspath(directory))  # abspath, not resolve: a symlink is replaced
-    if not final.name:
-        raise CheckpointError(f"cannot write a checkpoint to {final}")
-    if final.exists() or final.is_symlink():
-        _check_replaceable(final)
+    final = check_target(directory)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp = _hidden(final, "tmp")
     tmp.mkdir()
     try:
         yield tmp
@@ -175,6 +178,22 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync(final.parent)
+
+
+def check_target(directory: str | os.PathLike) -> Path:
+    """Check that :func:`atomic_directory` may write ``directory`` (absent, or a checkpoint it
+    may replace), e.g. before the work that produces it; return its absolute path.
+
+    Raises:
+        CheckpointError: ``directory`` exists and is not a directory, or holds files that are not
+            part of a checkpoint.
+    """
+    final = Path(os.path.abspath(directory))  # abspath, not resolve: a symlink is replaced
+    if not final.name:
+        raise CheckpointError(f"cannot write a checkpoint to {final}")
+    if final.exists() or final.is_symlink():
+        _check_replaceable(final)
+    return final
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -209,6 +228,19 @@ def load_weights(model: nn.Module, path: Path) -> None:
     with standard_layout(model):  # safetensors needs contiguous tied weights
         load_safetensors_model(model, str(path), strict=True)
     check_tying(model, before)
+    check_finite(model, path)
+
+
+def check_finite(model: nn.Module, path: Path) -> None:
+    """Refuse weights with NaN or infinity (a corrupted file whose header is intact reads as
+    garbage numbers; training never saves such weights), naming the first such tensor."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: tensor {name} {tuple(tensor.shape)} holds {bad} NaN or infinite "
+                "value(s); the file is corrupted (or was saved from a diverged run)"
+            )
 
 
 def tied_groups(model: nn.Module) -> list[list[str]]:
@@ -229,12 +261,61 @@ def check_tying(model: nn.Module, before: list[list[str]]) -> None:
 def remove_directory(path: Path) -> None:
     """Delete a checkpoint directory: rename it to a hidden name first, so that a crash while
     deleting never leaves a partial checkpoint under its real name."""
-    trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+    trash = _hidden(path, "deleting")
     os.rename(path, trash)
     if trash.is_symlink():
         trash.unlink()
     else:
         shutil.rmtree(trash)
+
+
+_HIDDEN = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old|deleting)-[0-9a-f]{12}")
+
+
+def _hidden(final: Path, kind: str) -> Path:
+    """A hidden sibling of ``final`` for one stage of a write: ``tmp`` (being written), ``old``
+    (being replaced) or ``deleting``."""
+    return final.parent / f".{final.name}.{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def recover_hidden(parent: str | os.PathLike) -> list[str]:
+    """Clean up after a process killed while writing, replacing or deleting in ``parent``.
+
+    A directory caught between the two renames of a replacement (its ``NAME`` missing, its
+    previous version complete as ``.NAME.old-*``) is renamed back to ``NAME``; every other hidden
+    sibling (``.NAME.tmp-*`` half-written, ``.NAME.old-*`` already replaced, ``.NAME.deleting-*``
+    half-deleted) is deleted.
+
+    Returns:
+        What was done, one line each (empty if there was nothing to do).
+    """
+    root = Path(parent)
+    if not root.is_dir():
+        return []
+    done = []
+    found = sorted(
+        (path for path in root.iterdir() if _HIDDEN.fullmatch(path.name)),
+        key=lambda path: path.stat().st_mtime, reverse=True,  # the newest old copy first
+    )  # fmt: skip
+    for path in found:
+        match = _HIDDEN.fullmatch(path.name)
+        final = root / match["name"]
+        if match["kind"] == "old" and not final.exists() and _complete(path):
+            os.rename(path, final)
+            done.append(f"restored {final} from {path.name} (a replacement was interrupted)")
+            continue
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+        done.append(f"deleted {path.name} (left by an interrupted write)")
+    return done
+
+
+def _complete(path: Path) -> bool:
+    """Whether a directory holds at least a checkpoint's config and weights (a half-deleted one
+    may not)."""
+    return path.is_dir() and all((path / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE))
 
 
 def _check_replaceable(final: Path) -> None:
@@ -252,7 +333,7 @@ def _swap_in(tmp: Path, final: Path) -> None:
     if not (final.exists() or final.is_symlink()):
         os.rename(tmp, final)
         return
-    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+    old = _hidden(final, "old")
     os.rename(final, old)
     try:
         os.rename(tmp, final)

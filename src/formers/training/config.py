@@ -165,7 +165,12 @@ class TrainConfig:
             self.max_epochs or self.max_steps,
             "[train] set max_epochs or max_steps (0 means no limit; one of them must be set)",
         )
-        require(self.lr > 0, f"[train] lr must be > 0, got {self.lr}")
+        # beyond these, Adam diverges at the first steps (the run would stop on a NaN loss)
+        require(0 < self.lr <= 1, f"[train] lr must be in (0, 1], got {self.lr}")
+        scale, decay = self.noam_scale, self.weight_decay
+        require(0 < scale <= 100, f"[train] noam_scale must be in (0, 100], got {scale}")
+        require(0 < self.eps < 1, f"[train] eps must be in (0, 1), got {self.eps}")
+        require(0 <= decay <= 1, f"[train] weight_decay must be in [0, 1], got {decay}")
         require(0 <= self.label_smoothing < 1, "[train] label_smoothing must be in [0, 1)")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "[train] betas must be in [0, 1)")
         require(self.clip_norm >= 0, f"[train] clip_norm must be >= 0, got {self.clip_norm}")
@@ -194,10 +199,14 @@ class DecodeConfig:
     max_tokens: int = 4096
 
     def __post_init__(self) -> None:
+        from formers.inference.translate import check_translate_options
+
         check_types(self)
-        require(self.beam >= 1, f"[decode] beam must be >= 1, got {self.beam}")
-        require(self.max_tokens >= 1, f"[decode] max_tokens must be >= 1, got {self.max_tokens}")
         require_choice("[decode] lenpen_form", self.lenpen_form, tuple(LENGTH_PENALTIES))
+        try:  # the ranges formers translate and formers serve check too
+            check_translate_options(nbest=1, **dataclasses.asdict(self))
+        except ValueError as error:
+            raise ConfigError(f"[decode] {error}") from None
 
 
 def recipe_decode(checkpoint_config: dict[str, Any]) -> dict[str, Any]:

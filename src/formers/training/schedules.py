@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 
 def noam(d_model: int, warmup: int, scale: float = 1.0) -> Callable[[int], float]:
@@ -63,3 +64,19 @@ def cosine(
         return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak_lr - min_lr)
 
     return factor
+
+
+def lr_lambda(train: Any, d_model: int) -> Callable[[int], float]:
+    """The multiplier of ``[train]``'s schedule for :class:`~torch.optim.lr_scheduler.LambdaLR`
+    (which counts from 0, while the first optimizer step is step 1); ``constant`` warms up
+    linearly to ``lr`` and stays there."""
+    t = train
+    if t.schedule == "noam":
+        factor = noam(d_model, t.warmup, t.noam_scale)
+    elif t.schedule == "inverse_sqrt":
+        factor = inverse_sqrt(t.lr, t.warmup)
+    elif t.schedule == "cosine":
+        factor = cosine(t.lr, t.warmup, t.decay_steps or t.max_steps, t.min_lr)
+    else:
+        factor = lambda step: t.lr * min(1.0, step / t.warmup)  # noqa: E731
+    return lambda i: factor(i + 1)

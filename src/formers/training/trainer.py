@@ -6,7 +6,10 @@ clipping and accumulation, bf16/fp16 autocast on CUDA. What is read, built and m
 from a task (:mod:`formers.training.tasks`: translate, lm, mlm, classify). Validation every epoch
 or every N steps; checkpoints of the last N and of the best validation; early stopping;
 ``resume`` continues exactly where a run stopped (same batches, RNG states, optimizer and
-schedule), and Ctrl-C saves a checkpoint before exiting.
+schedule), after repairing what a kill may have left (:mod:`formers.training.run_dir`); a fresh
+start refuses a directory that holds a previous run unless ``overwrite`` says to delete it. Ctrl-C
+saves a checkpoint before exiting; a loss or gradient that stops being finite stops the run
+(:class:`DivergedError`) without saving, so that the last checkpoint is the last good one.
 
 Under ``torchrun`` (:mod:`formers.training.distributed`) N processes train DDP replicas: a step
 takes ``update_freq * N`` consecutive batches, rank r every N-th from the r-th, and the gradient
@@ -32,8 +35,6 @@ import datetime
 import json
 import math
 import random
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,15 @@ from tqdm.auto import tqdm
 from formers.device import resolve_device
 from formers.training.config import ExperimentConfig
 from formers.training.distributed import Distributed, unused_parameters
+from formers.training.interrupt import deferred_interrupt
 from formers.training.optim import autocast_dtype, build_optimizer
-from formers.training.schedules import cosine, inverse_sqrt, noam
+from formers.training.run_dir import LOG_FILE, check_run_directory, prepare_run
+from formers.training.schedules import lr_lambda
 from formers.training.tasks import make_task
+
+
+class DivergedError(ArithmeticError):
+    """The training loss or gradient stopped being finite; the run stopped without saving."""
 
 
 class Trainer:
@@ -57,23 +64,32 @@ class Trainer:
     Args:
         config: the experiment.
         run_dir: where the tokenizer, logs and checkpoints go.
-        resume: continue from the latest checkpoint in ``run_dir`` (error if there is none).
+        resume: continue from the latest checkpoint in ``run_dir`` (error if there is none),
+            after repairing what a kill may have left there.
+        overwrite: delete a previous run in ``run_dir`` and start again (without it, a fresh
+            start into a directory that holds one is refused).
         progress: show a progress bar.
         distributed: this process's place in a data-parallel run (default: from torchrun's
             environment; a single process without it).
+
+    Raises:
+        RunDirectoryError: a fresh start into a previous run's directory, or both ``resume``
+            and ``overwrite``.
     """
 
     def __init__(
         self, config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
-        progress: bool = True, distributed: Distributed | None = None,
+        overwrite: bool = False, progress: bool = True, distributed: Distributed | None = None,
     ) -> None:  # fmt: skip
         self.cfg, self.run_dir = config, Path(run_dir)
+        # every process checks before the process group exists: nothing is written yet
+        check_run_directory(self.run_dir, resume=resume, overwrite=overwrite)
         self.dist = distributed or Distributed.from_env()
         self.progress = progress and self.dist.is_main
         # "seconds": wall time spent in fit() (training and validation), summed over resumes
         self.state: dict[str, Any] = {
-            "step": 0, "epoch": 0, "batches_done": 0, "best": None, "bad_validations": 0,
-            "seconds": 0.0,
+            "step": 0, "epoch": 0, "batches_done": 0, "best": None, "best_step": None,
+            "bad_validations": 0, "seconds": 0.0,
         }  # fmt: skip
         self._clock: float | None = None  # perf_counter at the last _tick, while fit() runs
         self.train_cfg = config.train
@@ -84,6 +100,10 @@ class Trainer:
         self._seed(self.train_cfg.seed)
         with self.dist.main_first():  # the others read the tokenizer and cache rank 0 made
             if self.dist.is_main:
+                keep = self.train_cfg.keep_last
+                done = prepare_run(self.run_dir, resume=resume, overwrite=overwrite, keep_last=keep)
+                for line in done:  # what --overwrite deleted, or what --resume repaired
+                    self._say(line)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 (self.run_dir / "experiment.json").write_text(
                     json.dumps(config.to_dict(), indent=2)
@@ -98,7 +118,9 @@ class Trainer:
             self.model, t.optimizer, betas=(t.beta1, t.beta2), eps=t.eps,
             weight_decay=t.weight_decay, fused=self.device.type in ("cpu", "cuda"),
         )  # fmt: skip
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor())
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.train_cfg, self.model_config.d_model)
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self._interrupted = False  # Ctrl-C seen by this process
         self._stop = False  # ... and agreed by all processes at the last step boundary
@@ -123,24 +145,15 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _lr_factor(self):
-        t = self.train_cfg
-        if t.schedule == "noam":
-            factor = noam(self.model_config.d_model, t.warmup, t.noam_scale)
-        elif t.schedule == "inverse_sqrt":
-            factor = inverse_sqrt(t.lr, t.warmup)
-        elif t.schedule == "cosine":
-            factor = cosine(t.lr, t.warmup, t.decay_steps or t.max_steps, t.min_lr)
-        else:
-            factor = lambda step: t.lr * min(1.0, step / t.warmup)  # noqa: E731
-        return lambda i: factor(i + 1)  # LambdaLR counts from 0; the first step is step 1
-
     def _resume(self) -> None:
         from formers.training.checkpoint import list_checkpoints, load_training_state
 
-        checkpoints = list_checkpoints(self.run_dir)
+        checkpoints = list_checkpoints(self.run_dir) if self.run_dir.is_dir() else []
         if not checkpoints:
-            raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+            raise FileNotFoundError(
+                f"--resume: no checkpoint in {self.run_dir / 'checkpoints'} (a run stopped "
+                "before its first checkpoint starts again with --overwrite)"
+            )
         state = load_training_state(checkpoints[-1], self.model, self.optimizer)
         self.scheduler.load_state_dict(state.pop("scheduler"))
         scaler_state = state.pop("grad_scaler", None)  # None: not an fp16 run
@@ -150,6 +163,7 @@ class Trainer:
         self.dist.restore_rng_states(state.pop("rng_ranks", None), self._seed)
         self.state.update(state)
         self._saved_step = self.state["step"]
+        self._log({"type": "resume", "step": self.state["step"]})
         self._say(f"resumed from {checkpoints[-1]} at step {self.state['step']}")
 
     # --- logging and checkpoints -------------------------------------------------------------
@@ -175,7 +189,7 @@ class Trainer:
         if self._clock is not None:
             self._tick()
             record["seconds"] = round(self.state["seconds"], 1)
-        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+        with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def save(self, name: str | None = None) -> Path:
@@ -237,6 +251,9 @@ class Trainer:
         grad_norm = nn.utils.clip_grad_norm_(
             self.model.parameters(), t.clip_norm if t.clip_norm > 0 else math.inf
         )
+        # all ranks see the same (all-reduced) gradient; fp16's scaler skips non-finite ones
+        if not self.scaler.is_enabled() and not math.isfinite(grad_norm):
+            raise self._diverged("gradient norm", float(grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -244,12 +261,25 @@ class Trainer:
         if self.dist.enabled:
             totals = self.dist.all_reduce_sum([loss_sum, nll_sum, tokens, self._interrupted])
             loss_sum, nll_sum, tokens, self._stop = *totals[:3], totals[3] > 0
+        if not math.isfinite(loss_sum):
+            raise self._diverged("training loss", loss_sum)
         return {
             "loss": loss_sum / max(count, 1),
             "nll": nll_sum / max(count, 1),
             "tokens": int(tokens),
             "grad_norm": float(grad_norm),
         }
+
+    def _diverged(self, what: str, value: float) -> DivergedError:
+        step, lr = self.state["step"] + 1, self.scheduler.get_last_lr()[0]
+        kept = (
+            f"the last checkpoint, step {self._saved_step}, is intact (--resume continues from "
+            "it)" if self._saved_step is not None else "no checkpoint was written yet"
+        )  # fmt: skip
+        return DivergedError(
+            f"step {step}: the {what} is {value}; stopped without saving this step, and {kept}. "
+            f"Lower [train] lr (the rate was {lr:.3g}), or clip gradients with clip_norm"
+        )
 
     def validate(self) -> dict[str, Any] | None:
         """Validate, log, checkpoint, and track the best result; return the metrics."""
@@ -269,8 +299,9 @@ class Trainer:
         better = self.state["best"] is None or (
             value > self.state["best"] if higher else value < self.state["best"]
         )
-        if better:
+        if better:  # best_step: so that --resume can repair a best that a kill left behind
             self.state["best"], self.state["bad_validations"] = value, 0
+            self.state["best_step"] = self.state["step"]
         else:
             self.state["bad_validations"] += 1
         record = {"type": "valid", "step": self.state["step"], "epoch": self.state["epoch"]}
@@ -282,25 +313,10 @@ class Trainer:
             self.save("best")
         return metrics
 
-    @contextlib.contextmanager
-    def _deferred_interrupt(self):
-        """The first Ctrl-C stops the loop at the next step boundary (so that the checkpoint is
-        consistent); a second one interrupts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            self._say("stopping after this step (Ctrl-C again to abort without saving)")
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def _on_interrupt(self) -> None:
+        """The first Ctrl-C: stop at the next step boundary (a consistent checkpoint)."""
+        self._interrupted = True
+        self._say("stopping after this step (Ctrl-C again to abort without saving)")
 
     def _stopping(self) -> bool:
         """Whether Ctrl-C stops the run (under torchrun: as agreed in the last step)."""
@@ -341,7 +357,7 @@ class Trainer:
         self._clock = time.perf_counter()
         start_step = self.state["step"]
         try:
-            with self._deferred_interrupt():
+            with deferred_interrupt(self._on_interrupt):
                 self._loop(bar)
                 step = self.state["step"]
                 if step > start_step and step != self._validated_step and not self._stopping():
@@ -398,7 +414,8 @@ class Trainer:
             if s["batches_done"] + need > len(batches) and not self._stopping():
                 if s["batches_done"] < len(batches):
                     dropped = len(batches) - s["batches_done"]
-                    self._log({"type": "epoch", "epoch": s["epoch"], "dropped_batches": dropped})
+                    self._log({"type": "epoch", "step": s["step"], "epoch": s["epoch"],
+                               "dropped_batches": dropped})  # fmt: skip
                 s["epoch"] += 1
                 s["batches_done"] = 0
                 if not t.validate_every:

@@ -1,0 +1,149 @@
+"""Bad command lines get one clear line and exit code 2, before any work starts.
+
+One row a case: the command (``{name}`` fills in a path from :func:`paths`), the exit code, and
+the words the error must contain. Every row runs with decoding, generation and training replaced
+by a failure, so that a refusal which only comes after the work (and loses it) fails the row.
+A new option joins the table with its bad values. The server's table is in test_serve.py
+(``test_bad_requests_get_a_clear_4xx``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from formers.cli import demo, generate, translate
+from formers.cli.main import main
+from formers.data.symbol_tokenizer import SymbolTokenizer
+from formers.models import TransformerConfig, build_transformer
+from formers.training.checkpoint import save_checkpoint
+from formers.training.trainer import Trainer
+
+TRANSLATE = ["translate", "--checkpoint", "{translator}", "--input", "{text}"]
+GENERATE = ["generate", "--checkpoint", "{gpt}", "--prompt", "ok"]
+TRAIN = ["train", "{recipe}", "--run-dir", "{fresh}", "--no-progress"]
+
+ROWS = [
+    # formers translate: decoding options (their ranges: formers.decoding.options.RANGES)
+    ([*TRANSLATE, "--lenpen", "1e308"], 2, ["--lenpen must be a number in [0.0, 10.0]", "1e+308"]),
+    ([*TRANSLATE, "--lenpen", "nan"], 2, ["--lenpen must be a finite number"]),
+    ([*TRANSLATE, "--lenpen", "-1"], 2, ["--lenpen must be a number in [0.0, 10.0], got -1.0"]),
+    ([*TRANSLATE, "--max-len-b", "1000000000"], 2, ["--max-len-b", "[0, 100,000]"]),
+    ([*TRANSLATE, "--max-len-a", "1e9"], 2, ["--max-len-a must be a number in [0.0, 10.0]"]),
+    ([*TRANSLATE, "--beam", "0"], 2, ["--beam must be an integer in [1, 128], got 0"]),
+    ([*TRANSLATE, "--beam", "100000"], 2, ["--beam must be an integer in [1, 128]"]),
+    ([*TRANSLATE, "--beam", "2", "--nbest", "3"], 2, ["--nbest must be between 1 and the beam"]),
+    ([*TRANSLATE, "--max-tokens", "0"], 2, ["--max-tokens must be an integer in [1, 1,000,000]"]),
+    ([*TRANSLATE, "--lenpen-form", "fairseq"], 2, ["lenpen_form must be one of gnmt, power"]),
+    ([*TRANSLATE, "--device", "tpu9"], 2, ["unknown device 'tpu9'"]),
+    # formers translate: paths
+    ([*TRANSLATE, "--output", "{folder}"], 2, ["--output", "is a directory"]),
+    ([*TRANSLATE, "--output", "{missing}/out.txt"], 2, ["--output", "does not exist"]),
+    (["translate", "--checkpoint", "{missing}", "--input", "{text}"], 2, ["no checkpoint"]),
+    (["translate", "--checkpoint", "{translator}", "--input", "{missing}"], 2, ["no such file"]),
+    # formers generate: sampling options
+    ([*GENERATE, "--max-new-tokens", "1000000000"], 2, ["--max-new-tokens", "[1, 100,000]"]),
+    ([*GENERATE, "--max-new-tokens", "0"], 2, ["--max-new-tokens must be an integer"]),
+    ([*GENERATE, "--temperature", "-1"], 2, ["--temperature must be a number in [0.0, 100.0]"]),
+    ([*GENERATE, "--temperature", "inf"], 2, ["--temperature must be a finite number"]),
+    ([*GENERATE, "--top-p", "0"], 2, ["--top-p must be a number in (0.0, 1.0]"]),
+    ([*GENERATE, "--top-k", "-1"], 2, ["--top-k must be an integer in [0, 1,000,000]"]),
+    ([*GENERATE, "--seed", str(2**70)], 2, ["--seed must be an integer in"]),
+    (["generate", "--checkpoint", "{translator}", "--prompt", "a"], 2, ["gpt"]),
+    # corrupted or incomplete checkpoints
+    ([*TRANSLATE[:2], "{bad_weights}", *TRANSLATE[3:]], 2, ["tensor", "NaN or infinite"]),
+    (["generate", "--checkpoint", "{bad_gpt_weights}"], 2, ["tensor", "NaN or infinite"]),
+    (["generate", "--checkpoint", "{bad_chars}"], 2, ["chars.json", "not valid JSON"]),
+    ([*TRANSLATE[:2], "{no_symbols}", *TRANSLATE[3:]], 2, ["has no symbols.json"]),
+    # formers train
+    ([*TRAIN, "--set", "train.lr=inf"], 2, ["lr must be a finite number, got inf"]),
+    ([*TRAIN, "--set", "train.lr=1e30"], 2, ["[train] lr must be in (0, 1], got 1e+30"]),
+    ([*TRAIN, "--set", "train.max_step=3"], 2, ["unknown TrainConfig key(s) ['max_step']"]),
+    ([*TRAIN, "--set", "decode.lenpen=1e308"], 2, ["[decode] lenpen must be a number in"]),
+    ([*TRAIN, "--set", "decode.max_len_b=1000000000"], 2, ["[decode] max_len_b", "100,000"]),
+    ([*TRAIN, "--set", "train.eps=0"], 2, ["[train] eps must be in (0, 1)"]),
+    (["train", "{recipe}", "--run-dir", "{previous}"], 2, ["a previous run", "--overwrite"]),
+    (["train", "{recipe}", "--resume", "--overwrite"], 2, ["not allowed with argument"]),
+    (["train", "{missing}/recipe.toml"], 2, ["config file not found"]),
+    # formers demo
+    (["demo", "--save", "{folder}"], 2, ["holds files that are not part of a checkpoint"]),
+    (["demo", "--save", "{missing}/ckpt"], 2, ["does not exist"]),
+    (["demo", "--steps", "0"], 2, ["--steps and --batch-size must be >= 1"]),
+]
+
+
+def _corrupt_weights(checkpoint: Path, out: Path) -> Path:
+    """A copy whose tensor data is random bytes behind an intact safetensors header."""
+    shutil.copytree(checkpoint, out)
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    start = 8 + struct.unpack("<Q", data[:8])[0]  # the header's length, then the header
+    data[start:] = os.urandom(len(data) - start)
+    weights.write_bytes(bytes(data))
+    return out
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory, spm_translator, char_gpt) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad_input")
+    (root / "folder").mkdir()
+    (root / "folder" / "notes.txt").write_text("not a checkpoint\n")
+    (root / "text.txt").write_text("the cat sat on the mat\n")
+    recipe = root / "recipe.toml"
+    recipe.write_text('[data]\ntrain_src = "a.en"\ntrain_tgt = "a.de"\n[train]\nmax_steps = 2\n')
+    previous = root / "previous"
+    previous.mkdir()
+    (previous / "log.jsonl").write_text('{"type": "train", "step": 1}\n')
+    torch.manual_seed(0)
+    model = build_transformer(TransformerConfig(vocab_size=13, d_model=16, d_ff=32, num_heads=2,
+                                                num_encoder_layers=1, num_decoder_layers=1))
+    no_symbols = root / "no_symbols"
+    save_checkpoint(no_symbols, model, model.config.to_dict(), tokenizer=SymbolTokenizer(10))
+    (no_symbols / "symbols.json").unlink()
+    bad_chars = Path(shutil.copytree(char_gpt, root / "bad_chars"))
+    (bad_chars / "chars.json").write_text('{"chars": ["a", ')
+    return {
+        "translator": spm_translator, "gpt": char_gpt, "folder": root / "folder",
+        "text": root / "text.txt", "missing": root / "missing", "recipe": recipe,
+        "fresh": root / "fresh", "previous": previous, "no_symbols": no_symbols,
+        "bad_chars": bad_chars,
+        "bad_weights": _corrupt_weights(spm_translator, root / "bad_weights"),
+        "bad_gpt_weights": _corrupt_weights(char_gpt, root / "bad_gpt_weights"),
+    }  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_work(monkeypatch):
+    """Decoding, generation and training fail the test: every refusal comes first."""
+
+    def fail(*args, **kwargs):
+        pytest.fail("the work started before the bad input was refused")
+
+    monkeypatch.setattr(translate, "translate", fail)
+    monkeypatch.setattr(generate, "generate_stream", fail)
+    monkeypatch.setattr(demo, "train_synthetic", fail)
+    monkeypatch.setattr(Trainer, "fit", fail)
+
+
+def run(command: list[str]) -> int:
+    """``formers COMMAND``'s exit code (argparse's own errors exit through SystemExit)."""
+    try:
+        return main(command)
+    except SystemExit as exit:
+        return int(exit.code)
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), ROWS, ids=[" ".join(r[0]) for r in ROWS])
+def test_bad_command_lines_get_one_clear_line(paths, capsys, argv, code, words):
+    exit_code = run([arg.format(**paths) for arg in argv])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_code == code, lines
+    assert lines[-1].startswith(f"formers {argv[0]}: error: "), lines
+    assert len(lines) == 1 or lines[0].startswith("usage:"), lines  # argparse: usage, error
+    for word in words:
+        assert word in lines[-1], f"{word!r} not in {lines[-1]!r}"
