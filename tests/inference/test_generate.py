@@ -153,7 +153,7 @@ def test_a_prompt_longer_than_the_context_is_refused():
         (dict(max_new_tokens=0), r"max_new_tokens must be an integer in \[1, 100,000\], got 0"),
         (dict(max_new_tokens=2.5), r"max_new_tokens must be an integer in \[1, 100,000\]"),
         (dict(max_new_tokens=10**9), r"max_new_tokens must be an integer in \[1, 100,000\]"),
-        (dict(max_new_tokens=3, temperature=-0.1), r"temperature must be a number in \[0.0, 100.0\]"),
+        (dict(max_new_tokens=3, temperature=-0.1), r"temperature must be a number in \[0.0, 100"),
         (dict(max_new_tokens=3, temperature=float("nan")), "temperature must be a finite number"),
         (dict(max_new_tokens=3, top_k=-1), r"top_k must be an integer in \[0, 1,000,000\]"),
         (dict(max_new_tokens=3, top_p=0.0), r"top_p must be a number in \(0.0, 1.0\]"),

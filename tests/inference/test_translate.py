@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from tolerance import FP32
 
 from formers.decoding import beam_search, gnmt_length_penalty, greedy_search
 from formers.inference import Translation, translate
@@ -77,7 +78,7 @@ def test_beam_one_is_greedy_search_with_beam_search_scores(model, tok):
         n = int(greedy.lengths[0])
         assert hyp.tokens == greedy.tokens[0, : n - 1].tolist()  # without the EOS
         assert hyp.text == tok.decode(hyp.tokens)
-        assert hyp.score == pytest.approx(float(greedy.scores[0]) / lp(n), abs=1e-5)
+        assert hyp.score == pytest.approx(float(greedy.scores[0]) / lp(n), rel=FP32, abs=1e-6)
         beam = beam_search(model, src, beam_size=1, lenpen=0.6, **OPTIONS)
         assert hyp.tokens == beam.tokens[0, : n - 1].tolist()
         assert hyp.score == pytest.approx(float(beam.scores[0]), abs=1e-4)
@@ -136,7 +137,7 @@ def test_the_power_length_penalty_form_scores_as_fairseq(model, tok):
                              lenpen_form="power", **OPTIONS)  # fmt: skip
     n = len(greedy.tokens) + 1  # with the EOS
     log_prob = float(greedy_search(model, src, **OPTIONS).scores[0])
-    assert greedy.score == pytest.approx(log_prob / n**2, abs=1e-5)
+    assert greedy.score == pytest.approx(log_prob / n**2, rel=FP32, abs=1e-6)
 
 
 @pytest.mark.parametrize(

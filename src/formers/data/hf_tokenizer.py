@@ -82,7 +82,14 @@ class HFTokenizer:
     def train_wordpiece(
         cls, texts: Iterable[str], vocab_size: int, *, lowercase: bool = True
     ) -> HFTokenizer:
-        """Learn a BERT-style WordPiece vocabulary.
+        """Learn a BERT-style WordPiece vocabulary, the same one in every process.
+
+        ``tokenizers``' trainer numbers the continuation pieces (``##x``) in hash-map order,
+        which changes from process to process, and breaks ties between equally frequent merges
+        by those numbers, so that it may keep different pieces each time (huggingface/tokenizers
+        issue 1794). Here every continuation piece the texts have is handed to the trainer first,
+        in sorted order, among its initial tokens: it then numbers them alike in every process
+        and keeps the pieces it would keep anyway, and the vocabulary is the same every time.
 
         Args:
             texts: training text, one sentence or document per item.
@@ -96,31 +103,47 @@ class HFTokenizer:
         """
         if vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} specials")
+        texts = list(texts)
+        normalizer, pre_tokenizer = _bert_normalizer(lowercase), pre_tokenizers.BertPreTokenizer()
+        continuations = sorted({
+            f"##{char}"
+            for text in texts
+            for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+            for char in word[1:]
+        })  # fmt: skip
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-        tok.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
-        )
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece(prefix="##")
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
         trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size,
-            special_tokens=list(SPECIAL_TOKENS),
+            special_tokens=[*SPECIAL_TOKENS, *continuations],
             continuing_subword_prefix="##",
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer)
-        # The trainer numbers tokens of equal frequency in hash-map order, which changes from run
-        # to run; number them in sorted order instead (specials first), so that training twice
-        # gives the same ids. WordPiece matches by string, so encoding is unchanged.
+        # ids in sorted order (specials first); WordPiece matches by string, so encoding is the
+        # trainer's; a fresh tokenizer, so that the continuations are not special tokens
         learned = sorted(set(tok.get_vocab(with_added_tokens=False)) - set(SPECIAL_TOKENS))
-        vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *learned])}
-        tok.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
-        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-        )
+        return cls.from_vocab([*SPECIAL_TOKENS, *learned], lowercase=lowercase)
+
+    @classmethod
+    def from_vocab(cls, tokens: Sequence[str], *, lowercase: bool = True) -> HFTokenizer:
+        """A BERT-style WordPiece tokenizer over ``tokens`` (id = position, as BERT's
+        ``vocab.txt``; BERT's five specials among them; continuations start with ``##``)."""
+        vocab = {token: i for i, token in enumerate(tokens)}
+        if len(vocab) != len(tokens):
+            raise DataError("a WordPiece vocabulary must list distinct tokens")
+        tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+        tok.normalizer = _bert_normalizer(lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        tok.add_special_tokens([token for token in SPECIAL_TOKENS if token in vocab])
+        cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
+        if cls_id is not None and sep_id is not None:
+            tok.post_processor = processors.TemplateProcessing(
+                single="[CLS] $A [SEP]",
+                pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+            )
         return cls(tok)
 
     @property
@@ -169,3 +192,10 @@ class HFTokenizer:
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The vocabulary entry of each id (e.g. ``["[CLS]", "play", "##ing", "[SEP]"]``)."""
         return [self._tok.id_to_token(i) for i in ids]
+
+
+def _bert_normalizer(lowercase: bool) -> normalizers.Normalizer:
+    """BERT's: clean the text, space out CJK characters, lower-case and strip accents (or not)."""
+    return normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
