@@ -111,22 +111,23 @@ def test_impossible_options_are_refused_before_anything_loads(options, message, 
     assert message in _error(capsys)
 
 
-def test_input_that_is_not_utf8_names_the_line(tmp_path, monkeypatch, capsys):
+def test_input_that_is_not_utf8_names_the_line(checkpoint, tmp_path, monkeypatch, capsys):
+    directory = str(checkpoint[0])
     source = tmp_path / "latin1.txt"
     source.write_bytes("a dog\nthe caf\u00e9\n".encode("latin-1"))
-    assert main(["translate", "--checkpoint", "unused", "--input", str(source)]) == 2
+    assert main(["translate", "--checkpoint", directory, "--input", str(source)]) == 2
     assert f"{source}, line 2: bytes that are not UTF-8" in _error(capsys)
     _stdin(monkeypatch, b"ok\nstill ok\n\xff\xfe\n")
-    assert main(["translate", "--checkpoint", "unused"]) == 2
+    assert main(["translate", "--checkpoint", directory]) == 2
     assert "<stdin>, line 3: bytes that are not UTF-8" in _error(capsys)
 
 
-def test_missing_or_empty_input(tmp_path, monkeypatch, capsys):
-    missing = tmp_path / "missing.txt"
-    assert main(["translate", "--checkpoint", "unused", "--input", str(missing)]) == 2
+def test_missing_or_empty_input(checkpoint, tmp_path, monkeypatch, capsys):
+    directory, missing = str(checkpoint[0]), tmp_path / "missing.txt"
+    assert main(["translate", "--checkpoint", directory, "--input", str(missing)]) == 2
     assert f"no such file: {missing}" in _error(capsys)
     _stdin(monkeypatch, b"")
-    assert main(["translate", "--checkpoint", "unused"]) == 2
+    assert main(["translate", "--checkpoint", directory]) == 2
     assert "no sentences to translate in <stdin>" in _error(capsys)
 
 
@@ -174,3 +175,33 @@ def test_decoding_options_default_to_the_checkpoints_recipe(checkpoint, recipe_c
         [h.score for h in expected[0]], abs=1e-4
     )
     assert "beam=" not in err and "lenpen=2.0" in err
+
+
+def test_the_checkpoint_is_checked_before_the_input_is_read(tmp_path, monkeypatch, capsys):
+    """A wrong --checkpoint with empty input names the checkpoint, not the empty input."""
+    _stdin(monkeypatch, b"")
+    assert main(["translate", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert "no checkpoint directory at" in _error(capsys)
+
+
+def test_a_language_model_checkpoint_is_refused_by_name(tmp_path, monkeypatch, capsys):
+    from formers.models.gpt import GPTConfig, build_gpt
+
+    model = build_gpt(GPTConfig(vocab_size=20, d_model=16, num_layers=1, num_heads=2, d_ff=32))
+    save_checkpoint(tmp_path / "lm", model, model.config.to_dict())
+    _stdin(monkeypatch, b"a dog\n")
+    assert main(["translate", "--checkpoint", str(tmp_path / "lm")]) == 2
+    assert "use formers generate for this one" in _error(capsys)
+
+
+def test_translations_cut_at_the_length_limit_are_named_on_stderr(checkpoint, monkeypatch, capsys):
+    directory, model, tok = checkpoint
+    _stdin(monkeypatch, "\n".join(SOURCES[:3]).encode() + b"\n")
+    argv = ["translate", "--checkpoint", str(directory), "--max-len-a", "0", "--max-len-b", "2"]
+    assert main(argv) == 0
+    expected = translate(model, tok, SOURCES[:3], max_len_a=0.0, max_len_b=2)
+    cut = [i + 1 for i, hyps in enumerate(expected) if hyps[0].truncated]
+    assert cut, "the untrained model runs to the limit"
+    err = capsys.readouterr().err
+    assert f"warning: {len(cut)} of 3 translations reached the length limit (0.0 x " in err
+    assert f"lines {', '.join(map(str, cut))}" in err

@@ -209,5 +209,19 @@ def test_outputs_stop_at_the_models_positions(tok, positions):
     model.generator.register_forward_hook(lambda m, i, out: out.index_fill(-1, eos, -1e4))
     found = translate(model, tok, SENTENCES[:3], beam=2, max_len_a=0.0, max_len_b=100_000)
     assert max(len(hyps[0].tokens) for hyps in found) == 5  # + EOS = 6 positions
+    assert all(hyps[0].truncated for hyps in found)  # the EOS was forced: said so
     with pytest.raises(ValueError, match=r"max_len_b must be an integer in \[0, 100,000\]"):
         translate(model, tok, SENTENCES[:3], beam=2, max_len_b=10**9)
+
+
+def test_only_translations_that_reach_the_limit_are_marked_truncated(tok):
+    """The untrained model never chooses EOS: every output runs to its limit and is marked; with
+    EOS made certain every output ends at once, short of its limit, and none is marked."""
+    model = tiny_model(seed=3)
+    found = translate(model, tok, SENTENCES, beam=2, max_len_a=1.0, max_len_b=3)
+    assert [len(h[0].tokens) + 1 for h in found] == [len(tok.encode(s)) + 3 for s in SENTENCES]
+    assert all(h[0].truncated for h in found)
+    eos = torch.tensor([model.eos_id])
+    model.generator.register_forward_hook(lambda m, i, out: out.index_fill(-1, eos, 1e4))
+    found = translate(model, tok, SENTENCES, beam=2, max_len_a=1.0, max_len_b=3)
+    assert all(h[0].tokens == [] and not h[0].truncated for h in found)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tolerance import assert_close_to_scale
@@ -227,17 +228,40 @@ def test_sdpa_equals_eager_random(b, g, groups, t_q, t_k, mask_kind, causal, see
     _assert_kernels_agree(q, k, v, mask=mask, causal=causal)
 
 
-def test_sdpa_gqa_without_native_support_repeats_heads(monkeypatch):
-    """On torch < 2.5 SDPA has no ``enable_gqa``; the kernel then repeats the key/value heads."""
-    from formers.nn import kernels
+def test_a_causal_decoding_step_needs_no_mask(monkeypatch):
+    """One query is the last position: it sees every key, so SDPA gets no mask (an all-True one
+    would keep it off its fastest kernels) and the output is the unmasked one."""
+    seen = []
+    sdpa = F.scaled_dot_product_attention
 
-    # float64: the three results are equal but for rounding, which float32 would make depend on
-    # the CPU; in float64 a bound of 1e-10 of the scale is both safe and tight
-    q, k, v = (torch.randn(2, g, 5, 8, dtype=torch.float64) for g in (4, 2, 2))
-    mask = torch.rand(2, 1, 5, 5) > 0.3
-    native, _ = kernels.sdpa_attention(q, k, v, mask=mask, causal=True)
-    monkeypatch.setattr(kernels, "_SDPA_HAS_GQA", False)
-    fallback, _ = kernels.sdpa_attention(q, k, v, mask=mask, causal=True)
-    reference, _ = kernels.eager_attention(q, k, v, mask=mask, causal=True)
-    assert_close_to_scale(fallback, reference)
-    assert_close_to_scale(fallback, native)
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("attn_mask"))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    q, k, v = torch.randn(2, 4, 1, 8), torch.randn(2, 2, 7, 8), torch.randn(2, 2, 7, 8)
+    out, _ = sdpa_attention(q, k, v, causal=True)
+    assert seen == [None]
+    assert torch.equal(out, sdpa_attention(q, k, v)[0])
+    eager, _ = eager_attention(q, k, v, causal=True)
+    assert_close_to_scale(eager.double(), out.double(), rel=1e-5)
+
+
+def test_the_eager_softmax_runs_in_float32(monkeypatch):
+    """bf16 scores get a float32 softmax (then the probabilities are cast back), as in Hugging
+    Face's eager attention. On this CPU torch's bf16 softmax accumulates in float32 anyway, so the
+    values cannot tell; the call does: the kernel asks for float32."""
+    asked = []
+    softmax = torch.softmax
+
+    def spy(x, dim, dtype=None):
+        asked.append((x.dtype, dtype))
+        return softmax(x, dim, dtype=dtype)
+
+    monkeypatch.setattr(torch, "softmax", spy)
+    q, k, v = (torch.randn(1, 2, 6, 16).to(torch.bfloat16) for _ in range(3))
+    out, weights = eager_attention(q, k, v, need_weights=True)
+    assert asked == [(torch.bfloat16, torch.float32)]
+    assert weights.dtype == out.dtype == torch.bfloat16
+    scores = torch.matmul(q, k.transpose(-2, -1)) * 16**-0.5
+    assert torch.equal(weights, softmax(scores, -1, dtype=torch.float32).to(torch.bfloat16))

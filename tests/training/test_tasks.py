@@ -31,8 +31,7 @@ def files(tmp_path_factory):
     (root / "dev.tsv").write_text("\n".join(rows[128:]) + "\n")
     text = "".join(f"to be or not to be, line {i % 7}.\n" for i in range(300))
     (root / "text.txt").write_text(text)
-    # one tokenizer for every run: the WordPiece trainer breaks ties at the vocabulary cutoff in
-    # hash-map order, so two trainings may keep different tokens
+    # one tokenizer for every run, trained once
     from formers.data.hf_tokenizer import HFTokenizer
 
     (root / "tok").mkdir()
@@ -129,3 +128,29 @@ def test_adamw_decays_matrices_only(files, tmp_path):
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"])
     assert all(p.dim() < 2 for p in no_decay["params"]) and no_decay["params"]
+
+
+def test_mlm_validation_perplexity_is_of_the_plain_cross_entropy(files, tmp_path):
+    """With label smoothing the reported loss is the smoothed objective (as translation's); the
+    perplexity is exp of the plain cross-entropy of the masked tokens, recomputed here."""
+    import math
+
+    import torch.nn.functional as F
+
+    trainer = Trainer(experiment(files, "mlm", label_smoothing=0.3), tmp_path / "m", progress=False)
+    metrics = trainer.task.validate(trainer.model)
+    task, nll, count = trainer.task, 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(task.valid_ids), task._batch_size()):
+            batch = task._masked(task.valid_ids[i : i + task._batch_size()],
+                                 task.seeded_generator(-1, i))  # fmt: skip
+            if batch.count:
+                logits = trainer.model.eval()(batch.tensors["ids"]).float()
+                labels = batch.tensors["labels"]
+                nll += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(),
+                                             ignore_index=-100, reduction="sum"))  # fmt: skip
+                count += batch.count
+    assert metrics["masked"] == count > 0
+    assert metrics["nll"] == pytest.approx(nll / count, rel=1e-5)
+    assert metrics["ppl"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+    assert metrics["loss"] > metrics["nll"]  # the smoothed objective is larger here

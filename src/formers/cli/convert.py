@@ -16,6 +16,7 @@ architecture cannot express is refused with an error that names the feature.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -95,6 +96,22 @@ def _bert_tokenizer(source: Path, model: nn.Module) -> tuple[Any, str]:
     return tokenizer, ""
 
 
+def _sentence_max_length(source: Path) -> int | None:
+    """A sentence-transformers directory's ``max_seq_length`` (``sentence_bert_config.json``)."""
+    file = source / "sentence_bert_config.json"
+    if not file.is_file():
+        return None
+    try:
+        value = json.loads(file.read_text(encoding="utf-8")).get("max_seq_length")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ValueError(f"{file} is not a sentence-transformers config: {error}") from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 3:
+        raise ValueError(f"{file}: max_seq_length must be an int >= 3, got {value!r}")
+    return value
+
+
 def _with_special_ids(model: nn.Module, tokenizer: Any) -> nn.Module:
     """The BERT ``model`` with its config's special ids set from ``tokenizer`` (Hugging Face's
     config does not record them; the tokenizer does)."""
@@ -147,6 +164,10 @@ def import_hf(args: argparse.Namespace) -> None:
         "model": model.config.to_dict(),
         "converted_from": {"source": str(args.from_hf), "model_type": model_type},
     }
+    cut = _sentence_max_length(source) if family == "bert" else None
+    if cut is not None:  # sentence-transformers cuts texts there, not at the model's positions
+        config["encode"] = {"max_length": cut}
+        _note(f"texts are cut at {cut} tokens, the model's max_seq_length (sentence-transformers)")
     save_checkpoint(args.out, model, config, tokenizer=tokenizer)
     if tokenizer is None:
         _note(f"{args.out} has no tokenizer ({why}); commands that read text need one")

@@ -104,17 +104,18 @@ def run(args: argparse.Namespace) -> int:
     from formers.inference import encoder  # torch-heavy imports: lazily
     from formers.training.checkpoint import load_model
 
-    model, tokenizer, _ = load_model(args.checkpoint, device=device)
+    model, tokenizer, checkpoint_config = load_model(args.checkpoint, device=device)
+    cut = {"batch_size": args.batch_size, "max_length": encoder.encode_length(checkpoint_config)}
     if tokenizer is None or not hasattr(tokenizer, "mask_id"):
         raise ValueError(
             f"checkpoint {args.checkpoint} has no WordPiece tokenizer (tokenizer.json); "
             "predicting needs the tokenizer the model was trained with"
         )
     if mode == "embed":
-        vectors = encoder.embed(model, tokenizer, texts, batch_size=args.batch_size)
+        vectors = encoder.embed(model, tokenizer, texts, **cut)
         lines = (json.dumps(v) for v in vectors.tolist())
     elif mode == "classify":
-        probs = encoder.classify(model, tokenizer, texts, batch_size=args.batch_size)
+        probs = encoder.classify(model, tokenizer, texts, **cut)
         labels = probs.argmax(dim=-1).tolist()
         if args.probabilities:
             lines = (
@@ -124,9 +125,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             lines = (str(label) for label in labels)
     else:
-        filled = encoder.fill_masks(
-            model, tokenizer, texts, top_k=args.top_k or 1, batch_size=args.batch_size
-        )
+        filled = encoder.fill_masks(model, tokenizer, texts, top_k=args.top_k or 1, **cut)
         if args.top_k is None:
             lines = (" ".join(f.text.splitlines()) for f in filled)
         else:

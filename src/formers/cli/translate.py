@@ -16,12 +16,18 @@ import argparse
 import sys
 from typing import Any
 
+from formers.cli.families import require_architecture
 from formers.cli.textio import check_output, read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
 from formers.decoding import LENGTH_PENALTIES
 from formers.device import resolve_device
 from formers.inference.layout import use_inference_layout
-from formers.inference.translate import Translation, check_translate_options, translate
+from formers.inference.translate import (
+    Translation,
+    check_translate_options,
+    output_limit,
+    translate,
+)
 from formers.training.config import recipe_decode
 
 DEFAULTS = recipe_decode({})  # a checkpoint without a recipe: DecodeConfig's defaults
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before decoding, not after
     device = resolve_device(args.device)
     set_threads(args.threads)
+    require_architecture(args.checkpoint, "transformer", "formers translate")  # before reading
     sentences = read_lines(args.input)
     if not sentences:
         raise ValueError(f"no sentences to translate in {args.input or '<stdin>'}")
@@ -113,4 +120,15 @@ def run(args: argparse.Namespace) -> int:
         write_lines(format_nbest(results), args.output)
     else:
         write_lines((_one_line(hyps[0].text) for hyps in results), args.output)
+    cut = [i + 1 for i, hyps in enumerate(results) if hyps[0].truncated]
+    if cut:  # a translation cut at the limit looks finished: say so
+        lines = ", ".join(map(str, cut[:10])) + (" ..." if len(cut) > 10 else "")
+        limit = f"{options['max_len_a']} x source length + {options['max_len_b']}"
+        positions = output_limit(model)
+        within = f", at most the model's {positions} positions" if positions else ""
+        print(
+            f"formers translate: warning: {len(cut)} of {len(results)} translations reached the "
+            f"length limit ({limit}{within}) and may be cut short: lines {lines}",
+            file=sys.stderr,
+        )
     return 0

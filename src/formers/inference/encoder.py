@@ -1,9 +1,11 @@
 """Inference with BERT-style encoders: classify texts, fill in [MASK] tokens, embed sentences.
 
-Texts are encoded as ``[CLS] text [SEP]`` (cut to the model's ``max_positions``), sorted by
-length and run in batches of ``batch_size`` right-padded rows; the attention mask marks each
-row's real tokens, so a text's result does not depend on the batch it lands in (up to float
-rounding). Results come back in the input order.
+Texts are encoded as ``[CLS] text [SEP]``, cut to the model's ``max_positions`` or to a shorter
+``max_length`` (a sentence-transformers model's own ``max_seq_length``, which ``formers convert``
+records in the checkpoint: see :func:`encode_length`), sorted by length and run in batches of
+``batch_size`` right-padded rows; the attention mask marks each row's real tokens, so a text's
+result does not depend on the batch it lands in (up to float rounding). Results come back in the
+input order.
 
 - :func:`classify`: class probabilities from a classification head (BERT section 4.1,
   Devlin et al. 2018, arXiv 1810.04805).
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -87,9 +89,23 @@ def _body(model: nn.Module) -> EncoderOnlyModel:
     return body
 
 
-def _encode(model: nn.Module, tokenizer: EncoderTokenizer, texts: Sequence[str]) -> list[list[int]]:
-    config = getattr(model, "config", None)
-    longest = getattr(config, "max_positions", None)
+def encode_length(checkpoint_config: dict[str, Any]) -> int | None:
+    """The ``max_length`` a checkpoint asks its texts to be cut to (``config.json``'s
+    ``"encode"`` section: a sentence-transformers model's ``max_seq_length``), or ``None``."""
+    value = (checkpoint_config.get("encode") or {}).get("max_length")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 2 else None
+
+
+def _encode(
+    model: nn.Module, tokenizer: EncoderTokenizer, texts: Sequence[str], max_length: int | None
+) -> list[list[int]]:
+    if max_length is not None and (isinstance(max_length, bool) or max_length < 3):
+        raise ValueError(
+            f"max_length must be an int >= 3 ([CLS], a token, [SEP]), got {max_length}"
+        )
+    positions = getattr(getattr(model, "config", None), "max_positions", None)
+    limits = [n for n in (positions, max_length) if n is not None]
+    longest = min(limits) if limits else None
     return [tokenizer.encode(text, max_length=longest) for text in texts]
 
 
@@ -104,6 +120,7 @@ def classify(
     texts: Sequence[str],
     *,
     batch_size: int = 32,
+    max_length: int | None = None,
 ) -> Tensor:
     """Class probabilities of each text.
 
@@ -112,6 +129,8 @@ def classify(
         tokenizer: the model's tokenizer.
         texts: the texts, one per prediction.
         batch_size: texts per forward pass.
+        max_length: cut texts to this many tokens, specials included (default: the model's
+            positions).
 
     Returns:
         ``(n, L)`` float32 probabilities on the CPU; ``argmax(-1)`` is the predicted label.
@@ -119,7 +138,7 @@ def classify(
     if not isinstance(model, EncoderForClassification):
         raise TypeError(f"classify needs a classification model, got a {type(model).__name__}")
     _check_batch_size(batch_size)
-    sequences = _encode(model, tokenizer, texts)
+    sequences = _encode(model, tokenizer, texts, max_length)
     out = torch.empty(len(texts), model.head.linear.out_features)
     for index, ids, mask in _batches(sequences, batch_size, tokenizer.pad_id, _device(model)):
         out[index] = model(ids, attention_mask=mask).float().softmax(dim=-1).cpu()  # (b, L)
@@ -138,6 +157,7 @@ def fill_masks(
     *,
     top_k: int = 1,
     batch_size: int = 32,
+    max_length: int | None = None,
 ) -> list[FilledText]:
     """Fill each [MASK] of each text with the masked LM head's most probable token.
 
@@ -150,6 +170,7 @@ def fill_masks(
         texts: texts containing the mask token (a text without one comes back unchanged).
         top_k: candidates to list per mask (>= 1).
         batch_size: texts per forward pass.
+        max_length: as in :func:`classify`.
 
     Returns:
         One :class:`FilledText` per text; a WordPiece continuation is inserted without its ``##``.
@@ -159,7 +180,7 @@ def fill_masks(
     _check_batch_size(batch_size)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
-    sequences = _encode(model, tokenizer, texts)
+    sequences = _encode(model, tokenizer, texts, max_length)
     specials = torch.tensor(sorted(tokenizer.special_ids))
     found: list[list[list[tuple[str, float]]]] = [[] for _ in texts]
     for index, ids, mask in _batches(sequences, batch_size, tokenizer.pad_id, _device(model)):
@@ -192,6 +213,7 @@ def embed(
     *,
     batch_size: int = 32,
     normalize: bool = True,
+    max_length: int | None = None,
 ) -> Tensor:
     """Sentence embeddings: the mean of each text's token states, L2-normalized.
 
@@ -201,13 +223,14 @@ def embed(
         texts: the texts.
         batch_size: texts per forward pass.
         normalize: divide each embedding by its L2 norm (dot products are then cosines).
+        max_length: as in :func:`classify` (sentence-transformers: its ``max_seq_length``).
 
     Returns:
         ``(n, d)`` float32 embeddings on the CPU.
     """
     body = _body(model)
     _check_batch_size(batch_size)
-    sequences = _encode(model, tokenizer, texts)
+    sequences = _encode(model, tokenizer, texts, max_length)
     out = torch.empty(len(texts), body.embed.token.embedding_dim)
     for index, ids, mask in _batches(sequences, batch_size, tokenizer.pad_id, _device(model)):
         pooled = mean_pool(body(ids, attention_mask=mask), mask).float()  # (b, d)

@@ -23,7 +23,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from formers.decoding import LENGTH_PENALTIES, beam_search, greedy_search, length_penalty
+from formers.decoding import (
+    LENGTH_PENALTIES,
+    beam_search,
+    greedy_search,
+    length_penalty,
+    max_lengths,
+)
 from formers.decoding.options import check_option, option_label
 from formers.nn.modes import evaluating
 from formers.nn.positional import LearnedPositionalEmbedding
@@ -48,11 +54,15 @@ class Translation:
             ``lenpen_form="power"``, ``n ** lenpen``, ``n`` counting the EOS (the same for
             greedy and beam search, so that scores are comparable).
         tokens: the generated token ids, without the final EOS.
+        truncated: the output reached its length limit (``max_len_a * source length +
+            max_len_b``, or the model's positions), where the search puts an EOS whatever the
+            model says: the translation may be cut short (or end there by chance).
     """
 
     text: str
     score: float
     tokens: list[int]
+    truncated: bool = False
 
 
 def check_translate_options(
@@ -153,10 +163,12 @@ def _pad(sources: list[list[int]], pad_id: int, device: torch.device) -> Tensor:
 
 
 def _to_translation(
-    model: nn.Module, tokenizer: TextTokenizer, tokens: Tensor, score: float
+    model: nn.Module, tokenizer: TextTokenizer, tokens: Tensor, score: float, limit: int
 ) -> Translation:
+    """A hypothesis (``tokens`` ending with EOS) of a source whose outputs have at most
+    ``limit`` tokens, EOS included."""
     ids = [t for t in tokens.tolist() if t not in (model.eos_id, model.pad_id)]
-    return Translation(tokenizer.decode(ids), float(score), ids)
+    return Translation(tokenizer.decode(ids), float(score), ids, truncated=len(ids) + 1 >= limit)
 
 
 def translate(
@@ -236,8 +248,11 @@ def translate(
             indices = [todo[j] for j in batch]
             src = _pad([sources[i] for i in indices], model.pad_id, run_device)
             found = _search(model, src, beam=beam, lp=lp, nbest=nbest, **limits)
-            for i, hyps in zip(indices, found, strict=True):
-                results[i] = [_to_translation(model, tokenizer, t, score) for t, score in hyps]
+            cut = max_lengths(torch.tensor([len(sources[i]) for i in indices]), **limits)  # (b,)
+            for i, hyps, limit in zip(indices, found, cut.tolist(), strict=True):
+                results[i] = [
+                    _to_translation(model, tokenizer, t, score, limit) for t, score in hyps
+                ]
             bar.update(len(indices))
     return results
 

@@ -10,7 +10,9 @@ so they are interchangeable (the idea of Hugging Face's attention-kernel registr
 
 Every kernel has the signature of :class:`AttentionKernel` and the same mask convention
 (:mod:`formers.nn.masks`: boolean, True = may attend). Rows in which no key may be attended to
-produce zeros (as SDPA does), never NaN.
+produce zeros, never NaN, and so do their gradients: SDPA's safe softmax guarantees it from torch
+2.5 (pytorch/pytorch#131060; 2.4 gave NaN), the oldest torch formers supports. The eager softmax
+runs in float32 for bf16/fp16 inputs (under autocast too), as Hugging Face's does.
 
 Shapes: b batch, h query heads, g key/value heads (``h % g == 0``; g < h is GQA/MQA),
 t_q query length, t_k key length, d head dim.
@@ -26,9 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from formers.nn.masks import causal_mask, combine_masks
-
-# SDPA shares key/value heads itself (``enable_gqa``) from torch 2.5; before, heads are repeated.
-_SDPA_HAS_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
 
 
 class AttentionKernel(Protocol):
@@ -62,7 +61,7 @@ class AttentionKernel(Protocol):
 
 
 def _merged_mask(mask: Tensor | None, causal: bool, t_q: int, t_k: int, device) -> Tensor | None:
-    if not causal:
+    if not causal or t_q == 1:  # one query is the last: bottom-right aligned, it sees every key
         return mask
     return combine_masks(mask, causal_mask(t_q, t_k, device=device))
 
@@ -83,16 +82,11 @@ def sdpa_attention(
         raise ValueError("the 'sdpa' kernel cannot return attention weights; use 'eager'")
     t_q, t_k = q.size(-2), k.size(-2)
     # SDPA's own is_causal is top-left aligned; it equals ours only when t_q == t_k, and it
-    # selects the fastest kernels only without an explicit mask.
+    # selects the fastest kernels only without an explicit mask. One query (a decoding step)
+    # needs no causal mask at all.
+    causal = causal and t_q > 1
     use_is_causal = causal and mask is None and t_q == t_k
     attn_mask = None if use_is_causal else _merged_mask(mask, causal, t_q, t_k, q.device)
-    gqa = {}
-    if q.size(1) != k.size(1):
-        if _SDPA_HAS_GQA:
-            gqa = {"enable_gqa": True}
-        else:
-            groups = q.size(1) // k.size(1)
-            k, v = repeat_kv(k, groups), repeat_kv(v, groups)
     out = F.scaled_dot_product_attention(
         q,
         k,
@@ -101,7 +95,7 @@ def sdpa_attention(
         dropout_p=dropout_p,
         is_causal=use_is_causal,
         scale=scale,
-        **gqa,
+        enable_gqa=q.size(1) != k.size(1),  # key/value heads shared by groups of query heads
     )
     return out, None
 
@@ -135,7 +129,9 @@ def eager_attention(
         # The most negative finite value (not -inf) keeps fully masked rows free of NaN;
         # they are zeroed below, as SDPA does.
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1)
+    # at least float32 (bf16/fp16 scores: float32; float64 stays float64)
+    exact = torch.promote_types(scores.dtype, torch.float32)
+    weights = torch.softmax(scores, dim=-1, dtype=exact).to(v.dtype)
     if mask is not None:
         weights = weights.masked_fill(~mask, 0.0)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights

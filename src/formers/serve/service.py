@@ -82,6 +82,11 @@ class ModelService:
         else:
             self.task = TASK_OF_FAMILY[self.family]
         self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
+        if self.family == "bert":  # a sentence-transformers model's own max_seq_length
+            from formers.inference.encoder import encode_length
+
+            cut = encode_length(config)  # refused beyond it, never cut: [CLS] and [SEP] added
+            self.max_tokens = min(self.max_tokens, cut - 2) if cut else self.max_tokens
         # /translate's defaults: the recipe's [decode] (training saves it), else the paper's
         recipe = recipe_decode(config)
         self.decode = {k: recipe[k] for k in ("beam", "lenpen", "lenpen_form")}
@@ -208,14 +213,18 @@ class ModelService:
         lenpen: float | None = None,
         lenpen_form: str | None = None,
     ) -> dict:
-        """``{"translations": [{"text", "score"}, ...]}`` in the order of ``texts``
+        """``{"translations": [{"text", "score", "truncated"}, ...]}`` in the order of ``texts``
         (``lenpen_form``: ``"gnmt"`` or ``"power"``, see :func:`formers.inference.translate`).
         An option left ``None`` is the checkpoint recipe's (``self.decode``)."""
         self.require_task("translate")
         o = self._search_options(beam=beam, lenpen=lenpen, lenpen_form=lenpen_form)
         self.check_texts(texts)
         found = self.batcher.submit(texts, (o["beam"], float(o["lenpen"]), o["lenpen_form"]))
-        return {"translations": [{"text": t.text, "score": t.score} for t in found]}
+        return {
+            "translations": [
+                {"text": t.text, "score": t.score, "truncated": t.truncated} for t in found
+            ]
+        }
 
     def _search_options(self, **given: Any) -> dict[str, Any]:
         """``beam``, ``lenpen`` and ``lenpen_form`` for a translation: each given (not

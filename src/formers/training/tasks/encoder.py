@@ -187,16 +187,20 @@ class MaskedLMTask(EncoderTask):
         if not self.valid_ids:
             return None
         dist = dist or Distributed()
-        nll, count = 0.0, 0
+        loss_sum, nll_sum, count = 0.0, 0.0, 0
         b = self._batch_size()
         with evaluating(model):
             # the same masks at every validation, whichever process draws them
             for i in dist.shard(range(0, len(self.valid_ids), b)):
                 batch = self._masked(self.valid_ids[i : i + b], self.seeded_generator(-1, i))
-                loss, _ = self.loss(model, batch) if batch.count else (torch.zeros(()), None)
-                nll += float(loss)
+                if batch.count:
+                    loss, nll = self.loss(model, batch)
+                    loss_sum, nll_sum = loss_sum + float(loss), nll_sum + float(nll)
                 count += batch.count
-        nll, total = dist.all_reduce_sum([nll, count])  # every process's sums
-        count = int(total)
-        loss = nll / max(count, 1)
-        return {"loss": loss, "ppl": float(np.exp(min(loss, 100.0))), "masked": count}
+        loss_sum, nll_sum, total = dist.all_reduce_sum([loss_sum, nll_sum, count])  # all ranks'
+        count = max(int(total), 1)
+        # as translation reports it: the training objective (label-smoothed) as "loss", the
+        # plain cross-entropy as "nll", and the perplexity from the latter
+        nll = nll_sum / count
+        ppl = float(np.exp(min(nll, 100.0)))
+        return {"loss": loss_sum / count, "nll": nll, "ppl": ppl, "masked": int(total)}
