@@ -2,18 +2,19 @@
 
 Every model family (:class:`~formers.nn.EncoderDecoder`, :class:`~formers.nn.DecoderOnlyLM`,
 :class:`~formers.nn.EncoderOnlyModel`) returns its attention probabilities only from
-``forward_with_attention``, which passes ``need_weights=True`` down to each
-:class:`~formers.nn.attention.MultiHeadAttention` and so swaps in the eager kernel for that call.
-``forward`` passes ``need_weights=False`` and stays on the SDPA kernel: no hooks, no flags, no
-stored state. The claim to measure is therefore twofold, and each half gets its own comparison:
+``forward_with_attention``, which runs ``forward`` inside an :class:`~formers.nn.recorder.
+AttentionRecorder`: while it is active, each :class:`~formers.nn.attention.MultiHeadAttention`
+asks its mechanism for the weights (the softmax computed with the eager kernel) and hands them to
+the recorder. Outside it ``forward`` stays on the SDPA kernel, each attention module checking one
+attribute. The claim to measure is therefore twofold, and each half gets its own comparison:
 
-1. The switch adds no work to ``forward``. ``default`` (``model(...)``) is timed against
+1. The recorder adds no work to ``forward``. ``default`` (``model(...)``) is timed against
    ``reference``: a forward assembled here from the *same modules and weights* (projections,
    norms, feed-forward networks, embeddings) around :func:`torch.nn.functional.
-   scaled_dot_product_attention`, with no capture code at all. A cost of the switch (the argument
-   threaded through the stacks, the kernel choice, the ``weights`` lists) would show as
-   ``default / reference > 1``; the ratio also carries formers' other Python overhead (kernel
-   registry, KV-cache branches), so it bounds the switch's cost from above.
+   scaled_dot_product_attention`, with no capture code at all. A cost of the seams (the recorder
+   check, the mechanism and position-scheme calls, the mask object) would show as
+   ``default / reference > 1``; the ratio also carries formers' other Python overhead (mechanism
+   registry, KV-cache branches), so it bounds their cost from above.
 2. Capture leaves nothing behind. Two copies with identical weights are timed side by side: one
    that never captures, and one that runs ``forward_with_attention`` every round
    (``default_after_capture``); a hook, flag or cache left by capture would slow the latter.
@@ -130,8 +131,8 @@ def plain_attention(
     q = attn.q_proj(x).view(b, t, attn.num_heads, attn.head_dim).transpose(1, 2)  # (b, h, t, dh)
     k = attn.k_proj(source).view(b, -1, attn.num_kv_heads, attn.head_dim).transpose(1, 2)
     v = attn.v_proj(source).view(b, -1, attn.num_kv_heads, attn.head_dim).transpose(1, 2)
-    if attn.rotary is not None:
-        q, k = attn.rotary(q), attn.rotary(k)
+    if attn.positions is not None:  # rotary (the only scheme these models use)
+        q, k = attn.positions(q), attn.positions(k)
     groups = attn.num_heads // attn.num_kv_heads
     k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (b, h, s, dh)
     if causal and mask is not None:

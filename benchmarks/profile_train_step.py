@@ -155,7 +155,7 @@ def components(ours: nn.Module, base: TorchSeq2Seq, batch: dict, repeats: int) -
 
     groups = {
         "encoder self-attention (padding mask)": {
-            "formers": fb(lambda: o_enc.self_attn(x_src, mask=keep4)[0]),
+            "formers": fb(lambda: o_enc.self_attn(x_src, mask=keep4)),
             "formers fused qkv": fb(lambda: fused(x_src, mask=keep4)),
             "torch": fb(
                 lambda: t_enc.self_attn(
@@ -164,7 +164,7 @@ def components(ours: nn.Module, base: TorchSeq2Seq, batch: dict, repeats: int) -
             ),
         },
         "decoder self-attention (causal)": {
-            "formers": fb(lambda: o_dec.self_attn(x_tgt, causal=True)[0]),
+            "formers": fb(lambda: o_dec.self_attn(x_tgt, causal=True)),
             "formers fused qkv": fb(lambda: fused(x_tgt, causal=True)),
             "torch": fb(
                 lambda: t_dec.self_attn(
@@ -173,7 +173,7 @@ def components(ours: nn.Module, base: TorchSeq2Seq, batch: dict, repeats: int) -
             ),
         },
         "cross-attention (padding mask)": {
-            "formers": fb(lambda: o_dec.cross_attn(x_tgt, mem, mask=keep4)[0]),
+            "formers": fb(lambda: o_dec.cross_attn(x_tgt, mem, mask=keep4)),
             "torch": fb(
                 lambda: t_dec.multihead_attn(
                     x_tgt, mem, mem, key_padding_mask=ignore, need_weights=False
@@ -181,11 +181,11 @@ def components(ours: nn.Module, base: TorchSeq2Seq, batch: dict, repeats: int) -
             ),
         },
         "encoder layer": {
-            "formers": fb(lambda: o_enc(x_src, keep4)[0]),
+            "formers": fb(lambda: o_enc(x_src, keep4)),
             "torch": fb(lambda: t_enc(x_src, src_key_padding_mask=ignore)),
         },
         "decoder layer": {
-            "formers": fb(lambda: o_dec(x_tgt, mem, memory_mask=keep4)[0]),
+            "formers": fb(lambda: o_dec(x_tgt, mem, memory_mask=keep4)),
             "torch": fb(
                 lambda: t_dec(
                     x_tgt,

@@ -116,7 +116,7 @@ def test_positions_sinusoidal():
     model = build(positions="sinusoidal")
     for embed in (model.src_embed, model.tgt_embed):
         assert isinstance(embed.positions, SinusoidalPositionalEncoding)
-    assert all(a.rotary is None for _, a in attentions(model))
+    assert all(a.positions is None for _, a in attentions(model))
 
 
 def test_positions_sinusoidal_halves():
@@ -134,7 +134,7 @@ def test_positions_learned_are_separate_for_source_and_target():
     assert isinstance(tgt, LearnedPositionalEmbedding)
     assert src is not tgt
     assert src.embedding.weight.shape == (50, 32)
-    assert all(a.rotary is None for _, a in attentions(model))
+    assert all(a.positions is None for _, a in attentions(model))
 
 
 def test_positions_rotary_only_in_self_attention():
@@ -142,12 +142,17 @@ def test_positions_rotary_only_in_self_attention():
     assert model.src_embed.positions is None and model.tgt_embed.positions is None
     for kind, attn in attentions(model):
         if kind == "self":
-            assert isinstance(attn.rotary, RotaryEmbedding)
-            assert attn.rotary.cos.shape == (40, 8)  # (max_positions, head_dim)
+            assert isinstance(attn.positions, RotaryEmbedding)
+            assert attn.positions.cos.shape == (40, 8)  # (max_positions, head_dim)
             expected = 1.0 / 500.0 ** (torch.arange(0, 8, 2, dtype=torch.float32) / 8)
-            torch.testing.assert_close(attn.rotary.inv_freq, expected)
+            torch.testing.assert_close(attn.positions.inv_freq, expected)
         else:
-            assert attn.rotary is None  # source and target positions are not comparable
+            assert attn.positions is None  # source and target positions are not comparable
+            assert attn.cross
+    # one instance per stack, shared by its layers (its tables are the same)
+    shared = [{id(layer.self_attn.positions) for layer in stack.layers}
+              for stack in (model.encoder, model.decoder)]  # fmt: skip
+    assert [len(ids) for ids in shared] == [1, 1] and shared[0] != shared[1]
 
 
 @pytest.mark.parametrize(("num_kv_heads", "kv"), [(None, 4), (2, 2), (1, 1)])
@@ -162,7 +167,7 @@ def test_key_value_heads(num_kv_heads, kv):
 @pytest.mark.parametrize(("kernel", "fn"), [("sdpa", sdpa_attention), ("eager", eager_attention)])
 def test_kernel(kernel, fn):
     model = build(kernel=kernel)
-    assert all(attn.kernel is fn for _, attn in attentions(model))
+    assert all(attn.mechanism.kernel is fn for _, attn in attentions(model))
 
 
 def test_attention_dropout_reaches_every_attention():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from formers.nn import MultiHeadAttention
+from formers.nn import AttentionRecorder, MultiHeadAttention
 from formers.nn.masks import causal_mask
 
 D, H = 16, 4
@@ -71,7 +71,7 @@ def _check(ours, ref, x, memory, our_kwargs, ref_kwargs):
     mem_ref = None if memory is None else memory.clone().requires_grad_()
     kv_ref = x_ref if memory is None else mem_ref
 
-    out, _ = ours(x_ours, mem_ours, **our_kwargs)
+    out = ours(x_ours, mem_ours, **our_kwargs)
     expected, _ = ref(x_ref, kv_ref, kv_ref, need_weights=False, **ref_kwargs)
     assert out.shape == expected.shape
     assert (out - expected).abs().max() <= FWD_TOL
@@ -178,7 +178,9 @@ def test_per_head_weights(kernel, cross):
     mask, ref_mask = _lengths_masks([s, 3], s)
     kv = x if memory is None else memory
     with torch.no_grad():
-        out, weights = ours(x, memory, mask=mask, need_weights=True)
+        with AttentionRecorder(ours) as recorder:
+            out = ours(x, memory, mask=mask)
+        weights = recorder.last(ours)
         expected, expected_weights = ref(
             x, kv, kv, key_padding_mask=ref_mask, need_weights=True, average_attn_weights=False
         )
@@ -192,7 +194,9 @@ def test_causal_weights(kernel):
     ours, ref = _pair(kernel)
     x = torch.randn(2, 5, D)
     with torch.no_grad():
-        _, weights = ours(x, causal=True, need_weights=True)
+        with AttentionRecorder(ours) as recorder:
+            ours(x, causal=True)
+        weights = recorder.last(ours)
         _, expected = ref(
             x, x, x, attn_mask=~causal_mask(5), need_weights=True, average_attn_weights=False
         )
@@ -205,12 +209,12 @@ def test_attention_dropout_is_off_in_eval_mode():
     ours = MultiHeadAttention(D, H, dropout=0.5)
     x = torch.randn(2, 5, D)
     ours.eval()
-    first, _ = ours(x)
+    first = ours(x)
     plain = MultiHeadAttention(D, H, dropout=0.0)
     plain.load_state_dict(ours.state_dict())
-    assert torch.equal(first, plain(x)[0])
+    assert torch.equal(first, plain(x))
     ours.train()
-    assert not torch.allclose(ours(x)[0], first)  # and it is on in training mode
+    assert not torch.allclose(ours(x), first)  # and it is on in training mode
 
 
 def test_invalid_head_configuration_raises():

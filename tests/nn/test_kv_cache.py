@@ -7,7 +7,13 @@ import torch
 
 from formers.models.transformer.builders import build_decoder
 from formers.models.transformer.config import TransformerConfig
-from formers.nn import KVCache, MultiHeadAttention, RotaryEmbedding, StaticKVCache
+from formers.nn import (
+    AttentionRecorder,
+    KVCache,
+    MultiHeadAttention,
+    RotaryEmbedding,
+    StaticKVCache,
+)
 from formers.nn.masks import lengths_mask
 
 D, H = 16, 4
@@ -77,8 +83,8 @@ def test_static_cache_projects_memory_once():
         cache.get()
     with torch.no_grad():
         x = torch.randn(2, 3, D)
-        full, _ = attn(x, memory)
-        outs = [attn(x[:, i : i + 1], memory, cache=cache)[0] for i in range(3)]
+        full = attn(x, memory)
+        outs = [attn(x[:, i : i + 1], memory, state=cache) for i in range(3)]
     assert calls == {"k": 2, "v": 2}  # once for `full`, once for the cached steps
     assert cache.complete and cache.length == 7
     assert (torch.cat(outs, dim=1) - full).abs().max() <= TOL
@@ -100,13 +106,13 @@ def test_static_cache_reorder():
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 def test_incremental_attention_equals_full_causal(kernel, rotary, num_kv_heads):
     rope = RotaryEmbedding(D // H, max_len=4) if rotary else None  # short table: also on the fly
-    attn = MultiHeadAttention(D, H, num_kv_heads, kernel=kernel, rotary=rope).eval()
+    attn = MultiHeadAttention(D, H, num_kv_heads, kernel=kernel, positions=rope).eval()
     x = torch.randn(2, sum(STEPS), D)
     cache = KVCache(capacity=2)
     with torch.no_grad():
-        full, _ = attn(x, causal=True)
+        full = attn(x, causal=True)
         for start, end in _chunks(STEPS):
-            step, _ = attn(x[:, start:end], causal=True, cache=cache)
+            step = attn(x[:, start:end], causal=True, state=cache)
             assert cache.length == end
             assert (step - full[:, start:end]).abs().max() <= TOL, (start, end)
 
@@ -114,16 +120,16 @@ def test_incremental_attention_equals_full_causal(kernel, rotary, num_kv_heads):
 @pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 def test_incremental_attention_with_key_padding(kernel):
     """Left-padded prompts: the padding mask of all positions so far, sliced per step."""
-    attn = MultiHeadAttention(D, H, 2, kernel=kernel, rotary=RotaryEmbedding(D // H)).eval()
+    attn = MultiHeadAttention(D, H, 2, kernel=kernel, positions=RotaryEmbedding(D // H)).eval()
     total = sum(STEPS)
     x = torch.randn(2, total, D)
     keep = torch.ones(2, 1, 1, total, dtype=torch.bool)
     keep[1, ..., :2] = False  # sequence 1 starts with two padding positions
     cache = KVCache()
     with torch.no_grad():
-        full, _ = attn(x, mask=keep, causal=True)
+        full = attn(x, mask=keep, causal=True)
         for start, end in _chunks(STEPS):
-            step, _ = attn(x[:, start:end], mask=keep[..., :end], causal=True, cache=cache)
+            step = attn(x[:, start:end], mask=keep[..., :end], causal=True, state=cache)
             assert (step - full[:, start:end]).abs().max() <= TOL, (start, end)
 
 
@@ -132,9 +138,13 @@ def test_incremental_weights_equal_full_causal_weights():
     x = torch.randn(1, 5, D)
     cache = KVCache()
     with torch.no_grad():
-        _, full = attn(x, causal=True, need_weights=True)
+        with AttentionRecorder(attn) as recorder:
+            attn(x, causal=True)
+        full = recorder.last(attn)
         for start, end in _chunks([2, 1, 2]):
-            _, w = attn(x[:, start:end], causal=True, cache=cache, need_weights=True)
+            with AttentionRecorder(attn) as recorder:
+                attn(x[:, start:end], causal=True, state=cache)
+            w = recorder.last(attn)
             assert w.shape == (1, H, end - start, end)
             assert (w - full[:, :, start:end, :end]).abs().max() <= TOL
 
@@ -167,9 +177,9 @@ def test_incremental_decoder_equals_full(positions, kv_heads, norm_first):
     tgt = torch.randn(b, sum(STEPS), D)
     cache = decoder.new_cache()
     with torch.no_grad():
-        full, _ = decoder(tgt, memory, memory_mask=memory_mask)
+        full = decoder(tgt, memory, memory_mask=memory_mask)
         for i, (start, end) in enumerate(_chunks(STEPS)):
-            step, _ = decoder(
+            step = decoder(
                 tgt[:, start:end],
                 memory if i == 0 else None,  # after the first step the memory is cached
                 memory_mask=memory_mask,
@@ -193,7 +203,7 @@ def test_decoder_cache_reorder_equals_reordered_full_forward():
         decoder(tgt[:, :3], memory, memory_mask=memory_mask, cache=cache)
         cache.reorder(indices)
         new_tgt = torch.randn(3, t - 3, D)  # each beam continues differently
-        step, _ = decoder(new_tgt, None, memory_mask=memory_mask[indices], cache=cache)
+        step = decoder(new_tgt, None, memory_mask=memory_mask[indices], cache=cache)
         history = torch.cat([tgt[indices, :3], new_tgt], dim=1)
-        full, _ = decoder(history, memory[indices], memory_mask=memory_mask[indices])
+        full = decoder(history, memory[indices], memory_mask=memory_mask[indices])
     assert (step - full[:, 3:]).abs().max() <= TOL

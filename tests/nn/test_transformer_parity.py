@@ -118,8 +118,8 @@ def test_encoder_decoder_matches_torch_transformer(activation, norm_first):
     src_ref = src.detach().clone().requires_grad_()
     tgt_ref = tgt.detach().clone().requires_grad_()
 
-    memory, _ = encoder(src, src_keep)
-    out, _ = decoder(tgt, memory, memory_mask=src_keep, self_mask=tgt_keep)
+    memory = encoder(src, src_keep)
+    out = decoder(tgt, memory, memory_mask=src_keep, self_mask=tgt_keep)
 
     src_pad, tgt_pad = ~src_keep[:, 0, 0], ~tgt_keep[:, 0, 0]  # (b, ·), True = padding
     ref_memory = ref.encoder(src_ref, src_key_padding_mask=src_pad)
@@ -153,4 +153,4 @@ def test_post_norm_reference_differs_with_its_extra_final_norm():
     with torch.no_grad():
         ref.encoder.norm.weight.normal_()
         src = torch.randn(2, 4, D)
-        assert (encoder(src)[0] - ref.encoder(src)).abs().max() > 1e-2
+        assert (encoder(src) - ref.encoder(src)).abs().max() > 1e-2

@@ -16,17 +16,39 @@ from formers.nn.feed_forward import FeedForward, GatedFeedForward, feed_forward
 from formers.nn.kernels import KERNELS, eager_attention, get_kernel, sdpa_attention
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 from formers.nn.layers import DecoderLayer, EncoderLayer
-from formers.nn.masks import causal_mask, combine_masks, lengths_mask, padding_mask
+from formers.nn.masks import (
+    AttentionMask,
+    causal_mask,
+    combine_masks,
+    lengths_mask,
+    padding_mask,
+)
+from formers.nn.mechanism import (
+    AttentionMechanism,
+    MechanismError,
+    SoftmaxAttention,
+    get_mechanism,
+)
 from formers.nn.norms import PostNormResidual, PreNormResidual, make_norm
+from formers.nn.position_scheme import Positions, PositionScheme
 from formers.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_table,
 )
-from formers.nn.stacks import Decoder, DecoderWeights, Encoder
+from formers.nn.recorder import AttentionRecorder
+from formers.nn.stacks import Decoder, Encoder
 
 __all__ = [
+    "AttentionMask",
+    "AttentionMechanism",
+    "AttentionRecorder",
+    "MechanismError",
+    "PositionScheme",
+    "Positions",
+    "SoftmaxAttention",
+    "get_mechanism",
     "ClassificationHead",
     "DecoderOnlyLM",
     "EncoderEmbeddings",
@@ -42,7 +64,6 @@ __all__ = [
     "Decoder",
     "DecoderCache",
     "DecoderLayer",
-    "DecoderWeights",
     "Embeddings",
     "Encoder",
     "EncoderDecoder",

@@ -7,21 +7,35 @@
 - masked self-attention (decoder): ``attn(x, causal=True)``;
 - encoder-decoder (cross) attention: ``attn(x, memory)``.
 
-Beyond the paper: ``num_kv_heads`` shares each key/value head among several query heads
-(``num_kv_heads == num_heads`` is MHA, ``1 < num_kv_heads < num_heads`` is GQA, Ainslie et al.
-2023, arXiv 2305.13245; ``1`` is MQA, Shazeer 2019, arXiv 1911.02150); an optional rotary
-embedding; and a KV cache for incremental decoding.
+The module owns the four projections and injects the rest: the *mechanism* that turns queries,
+keys and values into the output (:mod:`formers.nn.mechanism`; the paper's softmax by default)
+and the *position scheme* that brings positions in (:mod:`formers.nn.position_scheme`: RoPE
+rotates queries and keys, relative schemes bias the scores). Beyond the paper: ``num_kv_heads``
+shares each key/value head among several query heads (``num_kv_heads == num_heads`` is MHA,
+``1 < num_kv_heads < num_heads`` is GQA, Ainslie et al. 2023, arXiv 2305.13245; ``1`` is MQA,
+Shazeer 2019, arXiv 1911.02150); a ``scale`` other than ``1 / sqrt(d)`` (T5 uses 1); and a state
+(the KV cache) for incremental decoding, made by the mechanism.
+
+While an :class:`~formers.nn.recorder.AttentionRecorder` is active, each call also hands the
+weights its mechanism computed to the recorder; otherwise nothing is kept.
 
 Shapes: b batch, t query length, s key length, h query heads, g key/value heads, dh head dim.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
-from formers.nn.kernels import AttentionKernel, eager_attention, get_kernel
+from formers.nn.kernels import AttentionKernel
 from formers.nn.kv_cache import KVCache, StaticKVCache
-from formers.nn.positional import RotaryEmbedding
+from formers.nn.masks import AttentionMask
+from formers.nn.mechanism import AttentionMechanism, SoftmaxAttention, get_mechanism
+from formers.nn.position_scheme import Positions, PositionScheme
+
+if TYPE_CHECKING:
+    from formers.nn.recorder import AttentionRecorder
 
 
 class MultiHeadAttention(nn.Module):
@@ -32,12 +46,23 @@ class MultiHeadAttention(nn.Module):
         num_heads: number of query heads ``h``.
         num_kv_heads: number of key/value heads ``g`` (``h % g == 0``); defaults to ``h``.
         head_dim: per-head width; defaults to ``d_model // num_heads``.
-        dropout: dropout on the attention probabilities.
+        dropout: dropout on the attention weights.
         bias: whether the projections have biases (the paper's do).
-        kernel: name of a kernel in :mod:`formers.nn.kernels` (``"sdpa"`` or ``"eager"``) or a
-            callable with that signature.
-        rotary: optional rotary embedding applied to queries and keys (self-attention only).
+        mechanism: an :class:`~formers.nn.mechanism.AttentionMechanism`, or the name of one
+            (``"sdpa"`` and ``"eager"`` are the softmax kernels).
+        kernel: instead of ``mechanism``, the softmax kernel: a name or a callable with the
+            :class:`~formers.nn.kernels.AttentionKernel` signature.
+        positions: the position scheme (e.g. a shared :class:`~formers.nn.positional.
+            RotaryEmbedding`), or ``None``.
+        scale: of the scores; ``None`` is ``1 / sqrt(head_dim)``.
         kv_dim: width of the memory for cross-attention, if it differs from ``d_model``.
+        cross: this module attends to another sequence (its mechanism must be able to, and a
+            position scheme must mean something there).
+
+    Raises:
+        MechanismError: the mechanism cannot do cross-attention and ``cross`` is set.
+        ValueError: a bad shape, or a position scheme on cross-attention that has no meaning
+            there.
     """
 
     def __init__(
@@ -49,9 +74,12 @@ class MultiHeadAttention(nn.Module):
         head_dim: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
-        kernel: str | AttentionKernel = "sdpa",
-        rotary: RotaryEmbedding | None = None,
+        mechanism: str | AttentionMechanism | None = None,
+        kernel: str | AttentionKernel | None = None,
+        positions: PositionScheme | None = None,
+        scale: float | None = None,
         kv_dim: int | None = None,
+        cross: bool = False,
     ) -> None:
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
@@ -65,12 +93,29 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})"
             )
+        if mechanism is not None and kernel is not None:
+            raise ValueError("give a mechanism or a softmax kernel, not both")
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
         self.dropout = dropout
-        self.kernel: AttentionKernel = get_kernel(kernel) if isinstance(kernel, str) else kernel
-        self.rotary = rotary
+        self.scale = scale
+        self.cross = cross
+        self.mechanism = (
+            SoftmaxAttention(kernel) if kernel is not None else get_mechanism(mechanism or "sdpa")
+        )
+        if cross:
+            self.mechanism.require("cross")
+        if positions is not None and cross and not positions.cross:
+            raise ValueError(
+                f"the {positions.name!r} position scheme has no meaning on cross-attention "
+                "(the source and target positions are not on one axis); give it to "
+                "self-attention only"
+            )
+        if positions is not None and positions.biases:
+            self.mechanism.require("bias", f"the {positions.name!r} position scheme biases scores")
+        self.positions = positions
+        self.recorder: AttentionRecorder | None = None  # set while an AttentionRecorder runs
         kv_dim = d_model if kv_dim is None else kv_dim
         self.q_proj = nn.Linear(d_model, num_heads * head_dim, bias=bias)
         self.k_proj = nn.Linear(kv_dim, num_kv_heads * head_dim, bias=bias)
@@ -81,56 +126,65 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, heads, self.head_dim).transpose(1, 2)  # (b, heads, t, dh)
 
+    def new_state(self) -> KVCache | StaticKVCache:
+        """An empty state for incremental decoding, from the mechanism."""
+        return self.mechanism.new_state(cross=self.cross)
+
     def forward(
         self,
         x: Tensor,
         memory: Tensor | None = None,
         *,
-        mask: Tensor | None = None,
+        mask: AttentionMask | Tensor | None = None,
         causal: bool = False,
-        cache: KVCache | StaticKVCache | None = None,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
+        state: KVCache | StaticKVCache | None = None,
+        positions: Positions | None = None,
+    ) -> Tensor:
         """Attend from ``x`` to itself, or to ``memory`` (cross-attention).
 
         Args:
             x: ``(b, t, d_model)`` queries (and keys/values for self-attention).
             memory: ``(b, s, kv_dim)`` keys/values for cross-attention.
-            mask: boolean, broadcastable to ``(b, h, t, s)``, True = may attend.
-            causal: mask future keys (bottom-right aligned, so it holds with a cache too).
-            cache: :class:`KVCache` for self-attention (new keys/values are appended) or
-                :class:`StaticKVCache` for cross-attention (memory is projected only once).
-            need_weights: also return the ``(b, h, t, s)`` attention probabilities; this uses
-                the eager kernel, so the default path stays on the fast one.
+            mask: an :class:`~formers.nn.masks.AttentionMask`, or a boolean tensor
+                broadcastable to ``(b, h, t, s)``, True = may attend.
+            causal: mask future keys (bottom-right aligned, so it holds with a state too).
+            state: this module's state from :meth:`new_state` (self-attention: new keys and
+                values are appended; cross-attention: the memory is projected only once).
+            positions: of the queries and keys, for the position scheme; by default the
+                queries continue after the state's cached positions.
 
         Returns:
-            ``(out, weights)``: ``(b, t, d_model)`` and the probabilities or ``None``.
+            ``(b, t, d_model)``.
         """
         b, t, _ = x.shape
-        # positions of the new queries continue after those in a growing (self-attention) cache
-        offset = cache.length if isinstance(cache, KVCache) else 0
+        if state is not None:
+            self.mechanism.require("incremental")
+        if self.recorder is not None:
+            self.mechanism.require("weights", "an AttentionRecorder is recording")
         q = self._split(self.q_proj(x), self.num_heads)  # (b, h, t, dh)
-        if cache is not None and cache.complete:
-            k, v = cache.get()
-        else:
+        k = v = None
+        if state is None or not state.complete:
             source = x if memory is None else memory
             k = self._split(self.k_proj(source), self.num_kv_heads)  # (b, g, s, dh)
             v = self._split(self.v_proj(source), self.num_kv_heads)
-            if self.rotary is not None:
-                k = self.rotary(k, offset)
-            if cache is not None:
-                k, v = cache.update(k, v)
-        if self.rotary is not None:
-            q = self.rotary(q, offset)
-        kernel = eager_attention if need_weights else self.kernel
-        out, weights = kernel(
-            q,
-            k,
-            v,
-            mask=mask,
-            causal=causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights,
-        )
+        bias = None
+        if self.positions is not None:
+            if positions is None:
+                offset = state.length if isinstance(state, KVCache) else 0
+                positions = Positions.contiguous(offset, t, x.device)
+            if self.positions.rotates:  # new keys (self-attention) sit at the queries' positions
+                q = self.positions.rotate(q, positions.queries, positions.offset)
+                if k is not None:
+                    k = self.positions.rotate(k, positions.queries, positions.offset)
+            if self.positions.biases:
+                scheme, where = self.positions, positions
+                bias = lambda q_, k_: scheme.bias(q_, k_, where)  # noqa: E731
+        out, weights = self.mechanism(
+            q, k, v, mask=AttentionMask.of(mask, causal), bias=bias, state=state,
+            scale=self.scale, dropout_p=self.dropout if self.training else 0.0,
+            need_weights=self.recorder is not None,
+        )  # fmt: skip
+        if self.recorder is not None:
+            self.recorder.add(self, weights)
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (b, t, h*dh)
-        return self.out_proj(out), weights
+        return self.out_proj(out)

@@ -9,8 +9,8 @@ LLaMA is only a matter of which norm, feed-forward and position modules a builde
 this class only wires them together.
 
 Deviations from GPT-2 and LLaMA: none in the computation. The attention kernel is chosen by name
-(``"sdpa"`` or ``"eager"``); :meth:`DecoderOnlyLM.forward_with_attention` uses the eager one to
-return the probabilities.
+(``"sdpa"`` or ``"eager"``); :meth:`DecoderOnlyLM.forward_with_attention` records the
+probabilities (:class:`~formers.nn.recorder.AttentionRecorder`).
 
 Shapes: b batch, t length, d model width, h heads, V vocabulary.
 """
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from formers.nn.embeddings import Embeddings
 from formers.nn.kv_cache import DecoderCache
+from formers.nn.recorder import AttentionRecorder
 from formers.nn.stacks import Decoder
 
 
@@ -82,22 +83,15 @@ class DecoderOnlyLM(nn.Module):
             )
 
     def _logits(
-        self,
-        tokens: Tensor,
-        *,
-        mask: Tensor | None = None,
-        cache: DecoderCache | None = None,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, list[Tensor] | None]:
+        self, tokens: Tensor, *, mask: Tensor | None = None, cache: DecoderCache | None = None
+    ) -> Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, length) ids, got shape {tuple(tokens.shape)}")
         offset = 0 if cache is None else cache.length
         self._check_length(offset + tokens.size(1))
         self_mask = None if mask is None else mask[:, None, None, :]  # (b, 1, 1, t)
-        hidden, weights = self.decoder(
-            self.embed(tokens, offset), self_mask=self_mask, cache=cache, need_weights=need_weights
-        )
-        return self.generator(hidden), (None if weights is None else weights.self_attn)
+        hidden = self.decoder(self.embed(tokens, offset), self_mask=self_mask, cache=cache)
+        return self.generator(hidden)
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         """Next-token logits at every position (position ``i`` sees tokens ``0..i``).
@@ -113,20 +107,19 @@ class DecoderOnlyLM(nn.Module):
         Returns:
             ``(b, t, V)`` logits.
         """
-        logits, _ = self._logits(tokens, mask=mask)
-        return logits
+        return self._logits(tokens, mask=mask)
 
     def forward_with_attention(self, tokens: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Like :meth:`forward`, also returning every layer's attention probabilities.
-
-        Uses the eager kernel (the weights must be materialized); :meth:`forward` is unaffected.
+        """Like :meth:`forward`, also returning every layer's attention probabilities, as an
+        :class:`~formers.nn.recorder.AttentionRecorder` records them (the softmax computed
+        with the eager kernel); :meth:`forward` is unaffected.
 
         Returns:
             ``(logits, weights)``: ``(b, t, V)`` and one ``(b, h, t, t)`` tensor per layer.
         """
-        logits, weights = self._logits(tokens, need_weights=True)
-        assert weights is not None
-        return logits, weights
+        with AttentionRecorder(self) as recorder:
+            logits = self._logits(tokens)
+        return logits, [recorder.last(layer.self_attn) for layer in self.decoder.layers]
 
     def new_cache(self) -> DecoderCache:
         """An empty KV cache for :meth:`decode`."""
@@ -143,8 +136,7 @@ class DecoderOnlyLM(nn.Module):
         Returns:
             ``(b, t_new, V)`` logits of the new positions.
         """
-        logits, _ = self._logits(tokens, cache=cache)
-        return logits
+        return self._logits(tokens, cache=cache)
 
     @torch.no_grad()
     def num_parameters(self) -> int:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from formers.nn.embeddings import Embeddings
 from formers.nn.kv_cache import DecoderCache
 from formers.nn.masks import padding_mask
+from formers.nn.recorder import AttentionRecorder
 from formers.nn.stacks import Decoder, Encoder
 
 
@@ -135,8 +136,7 @@ class EncoderDecoder(nn.Module):
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """Encode ``(b, s)`` source ids into ``(b, s, d)`` memory."""
         src_mask = self.source_mask(src) if src_mask is None else src_mask
-        memory, _ = self.encoder(self.src_embed(src), src_mask)
-        return memory
+        return self.encoder(self.src_embed(src), src_mask)
 
     def decode(
         self,
@@ -153,7 +153,7 @@ class EncoderDecoder(nn.Module):
         after the first step.
         """
         offset = 0 if cache is None else cache.length
-        hidden, _ = self.decoder(
+        hidden = self.decoder(
             self.tgt_embed(tgt, offset), memory, memory_mask=memory_mask, cache=cache
         )
         return self.generator(hidden)
@@ -164,17 +164,17 @@ class EncoderDecoder(nn.Module):
         return self.decode(tgt, self.encode(src, src_mask), src_mask)
 
     def forward_with_attention(self, src: Tensor, tgt: Tensor) -> tuple[Tensor, AttentionMaps]:
-        """Like :meth:`forward`, also returning every layer's attention probabilities.
-
-        Uses the eager kernel (the weights must be materialized); :meth:`forward` is unaffected.
-        """
-        src_mask = self.source_mask(src)
-        memory, enc_weights = self.encoder(self.src_embed(src), src_mask, need_weights=True)
-        hidden, dec_weights = self.decoder(
-            self.tgt_embed(tgt), memory, memory_mask=src_mask, need_weights=True
+        """Like :meth:`forward`, also returning every layer's attention probabilities, as an
+        :class:`~formers.nn.recorder.AttentionRecorder` records them (the softmax computed
+        with the eager kernel); :meth:`forward` is unaffected."""
+        with AttentionRecorder(self) as recorder:
+            logits = self(src, tgt)
+        maps = AttentionMaps(
+            [recorder.last(layer.self_attn) for layer in self.encoder.layers],
+            [recorder.last(layer.self_attn) for layer in self.decoder.layers],
+            [recorder.last(layer.cross_attn) for layer in self.decoder.layers],
         )
-        maps = AttentionMaps(enc_weights, dec_weights.self_attn, dec_weights.cross_attn)
-        return self.generator(hidden), maps
+        return logits, maps
 
     # --- the step interface used by formers.decoding ---------------------------------------
 

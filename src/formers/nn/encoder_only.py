@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.nn.encoder_embeddings import EncoderEmbeddings
+from formers.nn.recorder import AttentionRecorder
 from formers.nn.stacks import Encoder
 
 
@@ -78,16 +79,12 @@ class EncoderOnlyModel(nn.Module):
         return attention_mask.bool()
 
     def _run(
-        self,
-        ids: Tensor,
-        segment_ids: Tensor | None,
-        attention_mask: Tensor | None,
-        need_weights: bool,
-    ) -> tuple[Tensor, list[Tensor] | None]:
+        self, ids: Tensor, segment_ids: Tensor | None, attention_mask: Tensor | None
+    ) -> Tensor:
         if ids.dim() != 2:
             raise ValueError(f"ids must be (batch, length), got shape {tuple(ids.shape)}")
         keys = self.attention_mask(ids, attention_mask)[:, None, None, :]  # (b, 1, 1, s)
-        return self.encoder(self.embed(ids, segment_ids), keys, need_weights=need_weights)
+        return self.encoder(self.embed(ids, segment_ids), keys)
 
     def forward(
         self,
@@ -107,7 +104,7 @@ class EncoderOnlyModel(nn.Module):
         Returns:
             ``(b, s, d)`` hidden states.
         """
-        return self._run(ids, segment_ids, attention_mask, need_weights=False)[0]
+        return self._run(ids, segment_ids, attention_mask)
 
     def forward_with_attention(
         self,
@@ -116,10 +113,10 @@ class EncoderOnlyModel(nn.Module):
         attention_mask: Tensor | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
         """Like :meth:`forward`, also returning each layer's ``(b, h, s, s)`` attention
-        probabilities (computed with the eager kernel, whatever the model's kernel is)."""
-        hidden, weights = self._run(ids, segment_ids, attention_mask, need_weights=True)
-        assert weights is not None
-        return hidden, weights
+        probabilities, as an :class:`~formers.nn.recorder.AttentionRecorder` records them."""
+        with AttentionRecorder(self) as recorder:
+            hidden = self._run(ids, segment_ids, attention_mask)
+        return hidden, [recorder.last(layer.self_attn) for layer in self.encoder.layers]
 
     def pool(self, hidden: Tensor) -> Tensor:
         """BERT's pooled output ``(b, d)`` from the hidden states ``(b, s, d)``."""

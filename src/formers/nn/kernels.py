@@ -41,6 +41,7 @@ class AttentionKernel(Protocol):
         *,
         mask: Tensor | None = None,
         causal: bool = False,
+        bias: Tensor | None = None,
         dropout_p: float = 0.0,
         scale: float | None = None,
         need_weights: bool = False,
@@ -50,6 +51,8 @@ class AttentionKernel(Protocol):
             mask: boolean, broadcastable to ``(b, h, t_q, t_k)``, True = may attend.
             causal: also apply a causal mask aligned to the bottom-right corner
                 (see :func:`formers.nn.masks.causal_mask`).
+            bias: added to the scaled scores, broadcastable to ``(b, h, t_q, t_k)`` (relative
+                position schemes: T5, ALiBi, Shaw, ...).
             dropout_p: dropout on the attention probabilities (pass 0.0 in eval mode).
             scale: defaults to ``1 / sqrt(d)``.
             need_weights: also return the ``(b, h, t_q, t_k)`` probabilities.
@@ -73,11 +76,13 @@ def sdpa_attention(
     *,
     mask: Tensor | None = None,
     causal: bool = False,
+    bias: Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
     need_weights: bool = False,
 ) -> tuple[Tensor, None]:
-    """The fast path: PyTorch's fused scaled dot-product attention."""
+    """The fast path: PyTorch's fused scaled dot-product attention (a bias makes its mask a
+    float one: the bias, and minus infinity where the boolean mask is False)."""
     if need_weights:
         raise ValueError("the 'sdpa' kernel cannot return attention weights; use 'eager'")
     t_q, t_k = q.size(-2), k.size(-2)
@@ -85,8 +90,11 @@ def sdpa_attention(
     # selects the fastest kernels only without an explicit mask. One query (a decoding step)
     # needs no causal mask at all.
     causal = causal and t_q > 1
-    use_is_causal = causal and mask is None and t_q == t_k
+    use_is_causal = causal and mask is None and bias is None and t_q == t_k
     attn_mask = None if use_is_causal else _merged_mask(mask, causal, t_q, t_k, q.device)
+    if bias is not None:
+        bias = bias.to(q.dtype)
+        attn_mask = bias if attn_mask is None else bias.masked_fill(~attn_mask, -torch.inf)
     out = F.scaled_dot_product_attention(
         q,
         k,
@@ -115,15 +123,19 @@ def eager_attention(
     *,
     mask: Tensor | None = None,
     causal: bool = False,
+    bias: Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
     need_weights: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """softmax(Q K^T / sqrt(d_k)) V written out, so that the probabilities can be returned."""
+    """softmax(Q K^T / sqrt(d_k) + bias) V written out, so that the probabilities can be
+    returned."""
     groups = q.size(1) // k.size(1)
     k, v = repeat_kv(k, groups), repeat_kv(v, groups)
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (b, h, t_q, t_k)
+    if bias is not None:
+        scores = scores + bias
     mask = _merged_mask(mask, causal, q.size(-2), k.size(-2), q.device)
     if mask is not None:
         # The most negative finite value (not -inf) keeps fully masked rows free of NaN;

@@ -129,6 +129,8 @@ class DecoderCache:
 
     @classmethod
     def empty(cls, num_layers: int, cross_attention: bool) -> DecoderCache:
+        """Softmax attention's caches (a decoder makes its own with ``Decoder.new_cache``,
+        asking each layer's mechanisms)."""
         return cls(
             [
                 LayerCache(KVCache(), StaticKVCache() if cross_attention else None)

@@ -3,7 +3,9 @@
 An encoder layer is self-attention then a feed-forward network; a decoder layer is masked
 self-attention, encoder-decoder attention, then a feed-forward network. Each sublayer sits in a
 residual wrapper (:mod:`formers.nn.norms`) that decides post-norm (the paper) or pre-norm.
-Sublayers are injected, so a builder decides MHA vs GQA, ReLU vs SwiGLU, LayerNorm vs RMSNorm.
+Sublayers are injected, so a builder decides MHA vs GQA, ReLU vs SwiGLU, LayerNorm vs RMSNorm,
+and which attention mechanism and position scheme the attention uses. A layer returns its output
+only; its attention weights are for an :class:`~formers.nn.recorder.AttentionRecorder`.
 
 Shapes: b batch, t target length, s source length, d model width, h heads.
 """
@@ -14,6 +16,8 @@ from torch import Tensor, nn
 
 from formers.nn.attention import MultiHeadAttention
 from formers.nn.kv_cache import LayerCache
+from formers.nn.masks import AttentionMask
+from formers.nn.position_scheme import Positions
 
 
 class EncoderLayer(nn.Module):
@@ -42,25 +46,26 @@ class EncoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
+        mask: AttentionMask | Tensor | None = None,
         *,
         causal: bool = False,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
+        positions: Positions | None = None,
+    ) -> Tensor:
         """Args:
             x: ``(b, s, d)``.
-            mask: boolean key-padding mask broadcastable to ``(b, h, s, s)``.
+            mask: which keys may be attended to (e.g. the key padding), an
+                :class:`~formers.nn.masks.AttentionMask` or a boolean tensor broadcastable
+                to ``(b, h, s, s)``.
             causal: mask future positions (for decoder-only stacks built from these layers).
-            need_weights: also return the ``(b, h, s, s)`` attention probabilities.
+            positions: for the attention's position scheme (default: ``0 .. s - 1``).
 
         Returns:
-            ``(x, weights)``.
+            ``(b, s, d)``.
         """
         h = self.attn_residual.sublayer_input(x)
-        y, weights = self.self_attn(h, mask=mask, causal=causal, need_weights=need_weights)
+        y = self.self_attn(h, mask=mask, causal=causal, positions=positions)
         x = self.attn_residual.merge(x, y)
-        x = self.ff_residual.merge(x, self.feed_forward(self.ff_residual.sublayer_input(x)))
-        return x, weights
+        return self.ff_residual.merge(x, self.feed_forward(self.ff_residual.sublayer_input(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -93,49 +98,47 @@ class DecoderLayer(nn.Module):
         self.cross_residual = cross_residual
         self.ff_residual = ff_residual
 
+    def new_state(self) -> LayerCache:
+        """This layer's empty decoding state, from its attention mechanisms."""
+        cross = None if self.cross_attn is None else self.cross_attn.new_state()
+        return LayerCache(self.self_attn.new_state(), cross)
+
     def forward(
         self,
         x: Tensor,
         memory: Tensor | None = None,
         *,
-        memory_mask: Tensor | None = None,
-        self_mask: Tensor | None = None,
+        memory_mask: AttentionMask | Tensor | None = None,
+        self_mask: AttentionMask | Tensor | None = None,
         cache: LayerCache | None = None,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        positions: Positions | None = None,
+    ) -> Tensor:
         """Args:
             x: ``(b, t, d)`` target states (only the new positions when ``cache`` is given).
             memory: ``(b, s, d)`` encoder output.
-            memory_mask: boolean source-padding mask broadcastable to ``(b, h, t, s)``.
-            self_mask: extra boolean mask for self-attention (the causal mask is always on).
-            cache: this layer's KV caches for incremental decoding.
-            need_weights: also return the attention probabilities.
+            memory_mask: which source positions may be attended to (the source padding).
+            self_mask: which target keys may be attended to (the causal mask is always on).
+            cache: this layer's states for incremental decoding.
+            positions: for the self-attention's position scheme (default: after the cache's).
 
         Returns:
-            ``(x, self_weights, cross_weights)``: ``(b, t, d)``, ``(b, h, t, t_total)`` and
-            ``(b, h, t, s)`` (the weights are ``None`` unless requested).
+            ``(b, t, d)``.
         """
         h = self.self_residual.sublayer_input(x)
-        y, self_weights = self.self_attn(
+        y = self.self_attn(
             h,
             mask=self_mask,
             causal=True,
-            cache=None if cache is None else cache.self_attn,
-            need_weights=need_weights,
+            state=None if cache is None else cache.self_attn,
+            positions=positions,
         )
         x = self.self_residual.merge(x, y)
-        cross_weights = None
         if self.cross_attn is not None:
             if memory is None and (cache is None or not cache.cross_attn.complete):
                 raise ValueError("this decoder layer has cross-attention: pass the encoder memory")
             h = self.cross_residual.sublayer_input(x)
-            y, cross_weights = self.cross_attn(
-                h,
-                memory,
-                mask=memory_mask,
-                cache=None if cache is None else cache.cross_attn,
-                need_weights=need_weights,
+            y = self.cross_attn(
+                h, memory, mask=memory_mask, state=None if cache is None else cache.cross_attn
             )
             x = self.cross_residual.merge(x, y)
-        x = self.ff_residual.merge(x, self.feed_forward(self.ff_residual.sublayer_input(x)))
-        return x, self_weights, cross_weights
+        return self.ff_residual.merge(x, self.feed_forward(self.ff_residual.sublayer_input(x)))

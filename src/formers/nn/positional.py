@@ -25,6 +25,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from formers.nn.position_scheme import PositionScheme
+
 
 def sinusoidal_table(
     positions: Tensor, d_model: int, base: float = 10000.0, *, interleave: bool = True
@@ -96,14 +98,19 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.embedding.weight[offset:end]
 
 
-class RotaryEmbedding(nn.Module):
-    """Rotary position embedding applied to queries and keys.
+class RotaryEmbedding(PositionScheme):
+    """Rotary position embedding applied to queries and keys: a :class:`~formers.nn.
+    position_scheme.PositionScheme` that rotates (self-attention only; one instance is shared by
+    the layers of a stack, since its tables are the same).
 
     Args:
         head_dim: per-head width (even).
         base: the angle base (10,000 in the RoPE paper; LLaMA 3 uses 500,000).
         max_len: positions whose cos/sin are precomputed; longer inputs are computed on the fly.
     """
+
+    name = "rotary"
+    rotates = True
 
     def __init__(self, head_dim: int, base: float = 10000.0, max_len: int = 2048) -> None:
         super().__init__()
@@ -127,6 +134,22 @@ class RotaryEmbedding(nn.Module):
             cos, sin = self._angles(torch.arange(offset, end, device=x.device))
         else:
             cos, sin = self.cos[offset:end], self.sin[offset:end]  # (t, dh)
+        return self._rotate(x, cos, sin)
+
+    def rotate(self, x: Tensor, positions: Tensor, offset: int | None = None) -> Tensor:
+        """Rotate ``x`` ``(b, h, t, dh)`` at ``positions`` ``(t,)`` or ``(b, t)``."""
+        if offset is not None:
+            return self(x, offset)
+        if int(positions.max()) < self.cos.size(0):
+            cos, sin = self.cos[positions], self.sin[positions]  # (t, dh) or (b, t, dh)
+        else:
+            cos, sin = self._angles(positions)
+        if positions.dim() == 2:
+            cos, sin = cos[:, None], sin[:, None]  # (b, 1, t, dh): the same for every head
+        return self._rotate(x, cos, sin)
+
+    @staticmethod
+    def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         rotated = torch.cat([-x2, x1], dim=-1)

@@ -1,8 +1,10 @@
 """Stacks of layers: the paper's encoder and decoder (arXiv 1706.03762, section 3.1).
 
-A pre-norm stack ends with a final norm (its residual stream is never normalized otherwise);
-the paper's post-norm stack has none (``final_norm=None``). Note that ``torch.nn.Transformer``
-adds a final LayerNorm to post-norm stacks too, which the paper does not have.
+The mask is made into one :class:`~formers.nn.masks.AttentionMask` per call, shared by the
+layers (its dense form is built once). A pre-norm stack ends with a final norm (its residual
+stream is never normalized otherwise); the paper's post-norm stack has none
+(``final_norm=None``). Note that ``torch.nn.Transformer`` adds a final LayerNorm to post-norm
+stacks too, which the paper does not have.
 
 Shapes: b batch, t target length, s source length, d model width, h heads.
 """
@@ -10,12 +12,13 @@ Shapes: b batch, t target length, s source length, d model width, h heads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from formers.nn.kv_cache import DecoderCache
 from formers.nn.layers import DecoderLayer, EncoderLayer
+from formers.nn.masks import AttentionMask
+from formers.nn.position_scheme import Positions
 
 
 class Encoder(nn.Module):
@@ -29,34 +32,25 @@ class Encoder(nn.Module):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
+        mask: AttentionMask | Tensor | None = None,
         *,
         causal: bool = False,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, list[Tensor] | None]:
+        positions: Positions | None = None,
+    ) -> Tensor:
         """Args:
             x: ``(b, s, d)`` embedded source.
-            mask: boolean key-padding mask, e.g. ``(b, 1, 1, s)``.
+            mask: which keys may be attended to, e.g. an :class:`~formers.nn.masks.
+                AttentionMask` of the key padding (built once, shared by the layers).
             causal: mask future positions in every layer.
-            need_weights: also return each layer's ``(b, h, s, s)`` probabilities.
+            positions: for the attention's position scheme (default: ``0 .. s - 1``).
 
         Returns:
-            ``(hidden, weights)``: ``(b, s, d)`` and a list per layer, or ``None``.
+            ``(b, s, d)`` hidden states.
         """
-        weights: list[Tensor] | None = [] if need_weights else None
+        mask = AttentionMask.of(mask, causal)
         for layer in self.layers:
-            x, w = layer(x, mask, causal=causal, need_weights=need_weights)
-            if weights is not None:
-                weights.append(w)
-        return self.final_norm(x), weights
-
-
-@dataclass
-class DecoderWeights:
-    """Per-layer attention probabilities of a decoder: lists of ``(b, h, t, ·)`` tensors."""
-
-    self_attn: list[Tensor]
-    cross_attn: list[Tensor | None]
+            x = layer(x, mask, positions=positions)
+        return self.final_norm(x)
 
 
 class Decoder(nn.Module):
@@ -72,41 +66,35 @@ class Decoder(nn.Module):
         return any(layer.cross_attn is not None for layer in self.layers)
 
     def new_cache(self) -> DecoderCache:
-        """An empty cache for incremental decoding with this stack."""
-        return DecoderCache.empty(len(self.layers), self.has_cross_attention)
+        """An empty cache for incremental decoding with this stack: each layer's state, made
+        by its attention mechanisms."""
+        return DecoderCache([layer.new_state() for layer in self.layers])
 
     def forward(
         self,
         x: Tensor,
         memory: Tensor | None = None,
         *,
-        memory_mask: Tensor | None = None,
-        self_mask: Tensor | None = None,
+        memory_mask: AttentionMask | Tensor | None = None,
+        self_mask: AttentionMask | Tensor | None = None,
         cache: DecoderCache | None = None,
-        need_weights: bool = False,
-    ) -> tuple[Tensor, DecoderWeights | None]:
+        positions: Positions | None = None,
+    ) -> Tensor:
         """Args:
             x: ``(b, t, d)`` embedded target (only new positions when ``cache`` is given).
             memory: ``(b, s, d)`` encoder output (may be omitted once the cache is filled).
-            memory_mask: boolean source-padding mask, e.g. ``(b, 1, 1, s)``.
-            self_mask: extra boolean self-attention mask (causality is always applied).
+            memory_mask: which source positions may be attended to, e.g. the source padding.
+            self_mask: which target keys may be attended to (causality is always applied).
             cache: the stack's caches, updated in place.
-            need_weights: also return the attention probabilities.
+            positions: for the self-attention's position scheme (default: after the cache's).
 
         Returns:
-            ``(hidden, weights)``: ``(b, t, d)`` and :class:`DecoderWeights` or ``None``.
+            ``(b, t, d)`` hidden states.
         """
-        weights = DecoderWeights([], []) if need_weights else None
+        memory_mask, self_mask = AttentionMask.of(memory_mask), AttentionMask.of(self_mask, True)
         for i, layer in enumerate(self.layers):
-            x, w_self, w_cross = layer(
-                x,
-                memory,
-                memory_mask=memory_mask,
-                self_mask=self_mask,
-                cache=None if cache is None else cache.layers[i],
-                need_weights=need_weights,
-            )
-            if weights is not None:
-                weights.self_attn.append(w_self)
-                weights.cross_attn.append(w_cross)
-        return self.final_norm(x), weights
+            x = layer(
+                x, memory, memory_mask=memory_mask, self_mask=self_mask,
+                cache=None if cache is None else cache.layers[i], positions=positions,
+            )  # fmt: skip
+        return self.final_norm(x)

@@ -132,7 +132,7 @@ def test_llama_small_is_llama_shaped():
     assert isinstance(layer.self_residual.norm, nn.RMSNorm)
     assert isinstance(layer.feed_forward, GatedFeedForward)
     assert layer.feed_forward.activation_name == "silu"
-    assert isinstance(layer.self_attn.rotary, RotaryEmbedding)
+    assert isinstance(layer.self_attn.positions, RotaryEmbedding)
     assert layer.self_attn.num_kv_heads < layer.self_attn.num_heads
     assert layer.self_attn.k_proj.out_features == 4 * 64
     assert model.embed.positions is None

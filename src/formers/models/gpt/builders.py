@@ -64,7 +64,7 @@ def _layer(cfg: GPTConfig, rotary: RotaryEmbedding | None) -> DecoderLayer:
         dropout=cfg.attention_dropout,
         bias=cfg.bias,
         kernel=cfg.kernel,
-        rotary=rotary,
+        positions=rotary,
     )
     # GPT-2 and nanoGPT drop out only the branch output (the residual wrapper), not inside it.
     ffn = feed_forward(cfg.activation, cfg.d_model, cfg.d_ff, 0.0, cfg.bias)

@@ -50,10 +50,16 @@ def _residual(cfg: TransformerConfig) -> nn.Module:
     return cls(norm, cfg.dropout)
 
 
-def _attention(cfg: TransformerConfig, self_attention: bool) -> MultiHeadAttention:
-    rotary = None
-    if self_attention and cfg.positions == "rotary":
-        rotary = RotaryEmbedding(cfg.head_dim, base=cfg.rope_base, max_len=cfg.max_positions)
+def _rotary(cfg: TransformerConfig) -> RotaryEmbedding | None:
+    """One per stack, shared by its layers' self-attention (it holds only cos/sin tables)."""
+    if cfg.positions != "rotary":
+        return None
+    return RotaryEmbedding(cfg.head_dim, base=cfg.rope_base, max_len=cfg.max_positions)
+
+
+def _attention(
+    cfg: TransformerConfig, positions: RotaryEmbedding | None = None, *, cross: bool = False
+) -> MultiHeadAttention:
     return MultiHeadAttention(
         cfg.d_model,
         cfg.num_heads,
@@ -61,7 +67,8 @@ def _attention(cfg: TransformerConfig, self_attention: bool) -> MultiHeadAttenti
         dropout=cfg.attention_dropout,
         bias=cfg.bias,
         kernel=cfg.kernel,
-        rotary=rotary,
+        positions=positions,
+        cross=cross,
     )
 
 
@@ -83,18 +90,20 @@ def _final_norm(cfg: TransformerConfig) -> nn.Module | None:
 
 
 def build_encoder(cfg: TransformerConfig) -> Encoder:
+    rotary = _rotary(cfg)
     layers = [
-        EncoderLayer(_attention(cfg, True), _ffn(cfg), _residual(cfg), _residual(cfg))
+        EncoderLayer(_attention(cfg, rotary), _ffn(cfg), _residual(cfg), _residual(cfg))
         for _ in range(cfg.num_encoder_layers)
     ]
     return Encoder(layers, _final_norm(cfg))
 
 
 def build_decoder(cfg: TransformerConfig) -> Decoder:
+    rotary = _rotary(cfg)
     layers = [
         DecoderLayer(
-            _attention(cfg, True),
-            _attention(cfg, False),
+            _attention(cfg, rotary),
+            _attention(cfg, cross=True),
             _ffn(cfg),
             _residual(cfg),
             _residual(cfg),
