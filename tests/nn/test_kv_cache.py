@@ -9,6 +9,7 @@ from formers.models.transformer.builders import build_decoder
 from formers.models.transformer.config import TransformerConfig
 from formers.nn import (
     AttentionRecorder,
+    DecoderCache,
     KVCache,
     MultiHeadAttention,
     RotaryEmbedding,
@@ -207,3 +208,20 @@ def test_decoder_cache_reorder_equals_reordered_full_forward():
         history = torch.cat([tgt[indices, :3], new_tgt], dim=1)
         full = decoder(history, memory[indices], memory_mask=memory_mask[indices])
     assert (step - full[:, 3:]).abs().max() <= TOL
+
+
+def test_the_decoder_cache_keeps_padding_and_positions_and_reorders_them():
+    cache = DecoderCache.empty(num_layers=1, cross_attention=False)
+    assert cache.extend(None, 3, torch.device("cpu")) == (None, None, None)  # nothing padded
+    cache.layers[0].self_attn.update(torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
+    real = torch.tensor([[False, True], [True, True]])  # row 0: one padding token
+    keys, queries, positions = cache.extend(real, 2, torch.device("cpu"))
+    assert keys.tolist() == [[True, True, True, False, True], [True] * 5]
+    assert queries.tolist() == [[2, 3], [3, 4]]
+    assert positions.tolist() == [[0, 1, 2, 2, 3], [0, 1, 2, 3, 4]]
+    cache.layers[0].self_attn.update(torch.zeros(2, 1, 2, 4), torch.zeros(2, 1, 2, 4))
+    cache.reorder(torch.tensor([1, 1, 0]))
+    assert cache.keys.tolist()[2] == [True, True, True, False, True]
+    assert cache.positions.tolist()[0] == [0, 1, 2, 3, 4]
+    _, queries, _ = cache.extend(None, 1, torch.device("cpu"))
+    assert queries.tolist() == [[5], [5], [4]]  # each row's next position

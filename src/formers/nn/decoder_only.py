@@ -21,7 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from formers.nn.embeddings import Embeddings
-from formers.nn.kv_cache import DecoderCache
+from formers.nn.kv_cache import DecoderCache, row_positions
+from formers.nn.masks import AttentionMask
+from formers.nn.position_scheme import Positions
 from formers.nn.recorder import AttentionRecorder
 from formers.nn.stacks import Decoder
 
@@ -87,10 +89,23 @@ class DecoderOnlyLM(nn.Module):
     ) -> Tensor:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, length) ids, got shape {tuple(tokens.shape)}")
+        if mask is not None and mask.shape != tokens.shape:
+            raise ValueError(
+                f"mask has shape {tuple(mask.shape)}, expected that of the tokens "
+                f"{tuple(tokens.shape)}"
+            )
         offset = 0 if cache is None else cache.length
         self._check_length(offset + tokens.size(1))
-        self_mask = None if mask is None else mask[:, None, None, :]  # (b, 1, 1, t)
-        hidden = self.decoder(self.embed(tokens, offset), self_mask=self_mask, cache=cache)
+        if cache is not None:  # the cache keeps the keys' padding and positions
+            keys, queries, key_positions = cache.extend(mask, tokens.size(1), tokens.device)
+        else:
+            keys = mask
+            queries = key_positions = None if mask is None else row_positions(mask)
+        positions = None if queries is None else Positions(queries, key_positions)
+        x = self.embed(tokens, offset, queries)
+        hidden = self.decoder(
+            x, self_mask=AttentionMask(keys=keys, causal=True), cache=cache, positions=positions
+        )
         return self.generator(hidden)
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -98,11 +113,10 @@ class DecoderOnlyLM(nn.Module):
 
         Args:
             tokens: ``(b, t)`` token ids, ``t <= context_length``.
-            mask: optional ``(b, t)`` boolean, True at tokens that may be attended to (False
-                at padding). Right padding needs no mask (causality already hides it from the
-                real tokens); with left padding, note that positions count from the first
-                column, which shifts absolute (learned, sinusoidal) positions but not rotary
-                ones, which are relative.
+            mask: optional ``(b, t)`` boolean, True at real tokens, False at padding (left or
+                right). Padding is never attended to, and each row's real tokens are numbered
+                from 0 (:func:`~formers.nn.kv_cache.row_positions`), so that a row's logits
+                equal those of its tokens alone. Without a mask, positions are the columns.
 
         Returns:
             ``(b, t, V)`` logits.
@@ -125,18 +139,21 @@ class DecoderOnlyLM(nn.Module):
         """An empty KV cache for :meth:`decode`."""
         return self.decoder.new_cache()
 
-    def decode(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+    def decode(self, tokens: Tensor, cache: DecoderCache, mask: Tensor | None = None) -> Tensor:
         """Incremental decoding: feed new tokens, attending to those already in ``cache``.
 
         Args:
-            tokens: ``(b, t_new)`` new token ids; their positions continue from
-                ``cache.length`` (a whole prompt may be fed at once, then one token per step).
+            tokens: ``(b, t_new)`` new token ids; their positions continue from the cache's
+                (a whole prompt may be fed at once, then one token per step).
             cache: from :meth:`new_cache`, updated in place.
+            mask: ``(b, t_new)``, True at real tokens: a batch of prompts padded on the left or
+                the right is fed at once, and each row then decodes as it would alone (the
+                cache keeps the padding and each row's positions).
 
         Returns:
             ``(b, t_new, V)`` logits of the new positions.
         """
-        return self._logits(tokens, cache=cache)
+        return self._logits(tokens, cache=cache, mask=mask)
 
     @torch.no_grad()
     def num_parameters(self) -> int:

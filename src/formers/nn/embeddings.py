@@ -39,11 +39,15 @@ class Embeddings(nn.Module):
         self.scale = math.sqrt(token.embedding_dim) if scale is None else scale
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tokens: Tensor, offset: int = 0) -> Tensor:
-        """``(b, t)`` token ids whose positions start at ``offset`` -> ``(b, t, d)``."""
+    def forward(self, tokens: Tensor, offset: int = 0, positions: Tensor | None = None) -> Tensor:
+        """``(b, t)`` token ids whose positions start at ``offset`` (or are ``positions``,
+        ``(b, t)``: each row's own, for padded batches) -> ``(b, t, d)``."""
         x = self.token(tokens)
         if self.scale != 1.0:
             x = x * self.scale
         if self.positions is not None:
-            x = x + self.positions(tokens.size(1), offset)  # (t, d) broadcast over b
+            if positions is None:
+                x = x + self.positions(tokens.size(1), offset)  # (t, d) broadcast over b
+            else:
+                x = x + self.positions.at(positions)  # (b, t, d)
         return self.dropout(x)

@@ -123,9 +123,22 @@ class LayerCache:
 
 @dataclass
 class DecoderCache:
-    """The caches of a whole decoder stack, one :class:`LayerCache` per layer."""
+    """The caches of a whole decoder stack, one :class:`LayerCache` per layer, and what all
+    layers share about the cached keys: which are real (not padding) and their positions.
+
+    A batch of padded prompts (left or right) decodes with one cache: :meth:`extend` records the
+    new tokens' padding and gives each row's tokens their own positions (a row's first real
+    token is at 0, whatever padding precedes it), so that every row decodes as it would alone.
+
+    Attributes:
+        layers: the per-layer states.
+        keys: ``(b, t)`` True at real cached keys; ``None`` while all are real.
+        positions: ``(b, t)`` positions of the cached keys; ``None`` while they are ``0 .. t-1``.
+    """
 
     layers: list[LayerCache]
+    keys: Tensor | None = None
+    positions: Tensor | None = None
 
     @classmethod
     def empty(cls, num_layers: int, cross_attention: bool) -> DecoderCache:
@@ -140,9 +153,41 @@ class DecoderCache:
 
     @property
     def length(self) -> int:
-        """Number of target positions already decoded."""
+        """Number of positions (slots, padding included) already decoded."""
         return self.layers[0].self_attn.length if self.layers else 0
+
+    def extend(self, real: Tensor | None, length: int, device: torch.device) -> tuple[
+        Tensor | None, Tensor | None, Tensor | None
+    ]:  # fmt: skip
+        """Record ``length`` new tokens (``real``: ``(b, length)``, True at non-padding ones;
+        ``None``: all real); return ``(keys, query positions, key positions)``: the padding of
+        all keys ``(b, t)``, the new tokens' positions ``(b, length)`` and those of all keys
+        ``(b, t)``, or ``None`` for each while nothing is padded (positions are then the slots).
+        """
+        cached = self.length
+        if real is None and self.keys is None:
+            return None, None, None
+        b = (real if real is not None else self.keys).size(0)
+        if real is None:
+            real = torch.ones(b, length, dtype=torch.bool, device=device)
+        before = self.keys if self.keys is not None else real.new_ones(b, cached)
+        known = self.positions if self.positions is not None else row_positions(before)
+        start = before.sum(dim=1, keepdim=True)  # (b, 1): real tokens so far
+        new = (start + real.long().cumsum(dim=1) - 1).clamp(min=0)  # (b, length)
+        self.keys = torch.cat([before, real], dim=1)
+        self.positions = torch.cat([known, new], dim=1)
+        return self.keys, new, self.positions
 
     def reorder(self, indices: Tensor, *, cross: bool = True) -> None:
         for layer in self.layers:
             layer.reorder(indices, cross=cross)
+        if self.keys is not None:
+            self.keys = self.keys.index_select(0, indices)
+            self.positions = self.positions.index_select(0, indices)
+
+
+def row_positions(real: Tensor) -> Tensor:
+    """Each row's positions from its padding mask ``(b, t)``: real tokens are numbered from 0
+    in order; a padding token gets the position of the last real one before it (or 0). The
+    padding is never attended to, so its positions do not matter."""
+    return (real.long().cumsum(dim=1) - 1).clamp(min=0)

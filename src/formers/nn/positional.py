@@ -77,6 +77,13 @@ class SinusoidalPositionalEncoding(nn.Module):
             return table.to(self.table.dtype)
         return self.table[offset:end]
 
+    def at(self, positions: Tensor) -> Tensor:
+        """Encodings of any integer ``positions``: ``(...,) -> (..., d_model)``."""
+        if positions.numel() and int(positions.max()) >= self.table.size(0):
+            table = sinusoidal_table(positions, self.d_model, interleave=self.interleave)
+            return table.to(self.table.dtype)
+        return self.table[positions]
+
 
 class LearnedPositionalEmbedding(nn.Module):
     """A trained embedding per absolute position (at most ``max_len`` positions)."""
@@ -96,6 +103,15 @@ class LearnedPositionalEmbedding(nn.Module):
                 "use a shorter input or a model with larger max_positions"
             )
         return self.embedding.weight[offset:end]
+
+    def at(self, positions: Tensor) -> Tensor:
+        """Embeddings of ``positions`` (each below ``max_len``): ``(...,) -> (..., d_model)``."""
+        if positions.numel() and int(positions.max()) >= self.max_len:
+            raise ValueError(
+                f"position {int(positions.max())} is beyond the {self.max_len} learned "
+                "positions; use a shorter input or a model with larger max_positions"
+            )
+        return self.embedding(positions)
 
 
 class RotaryEmbedding(PositionScheme):

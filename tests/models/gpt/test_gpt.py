@@ -297,3 +297,35 @@ def test_num_parameters_counts_tied_weights_once():
     untied = build_gpt(GPTConfig(**{**GPT2_LIKE, "tie_output": False}))
     assert untied.num_parameters() - tied.num_parameters() == 50 * 32
     assert tied.config == GPTConfig(**GPT2_LIKE)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_batch_of_padded_prompts_decodes_with_a_cache_as_each_prompt_alone(model, side):
+    """Prompts of 3, 6 and 5 tokens padded to 6 on one side, fed at once with their mask, then
+    four tokens per row, one step at a time: every row's logits equal those of the prompt decoded
+    alone (the cache keeps the padding and each row's positions; learned, sinusoidal and rotary
+    positions alike)."""
+    lengths, pad = [3, 6, 5], 0
+    prompts = [torch.randint(1, 50, (n,)) for n in lengths]
+    steps = torch.randint(1, 50, (3, 4))
+    batch = torch.full((3, 6), pad)
+    mask = torch.zeros(3, 6, dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        where = slice(6 - len(prompt), 6) if side == "left" else slice(0, len(prompt))
+        batch[row, where], mask[row, where] = prompt, True
+    with torch.no_grad():
+        cache = model.new_cache()
+        first = model.decode(batch, cache, mask)
+        last = first[torch.arange(3), torch.tensor(lengths) - 1 if side == "right" else -1]
+        together = [last] + [model.decode(steps[:, i : i + 1], cache)[:, 0] for i in range(4)]
+        for row, prompt in enumerate(prompts):
+            alone_cache = model.new_cache()
+            alone = [model.decode(prompt[None], alone_cache)[0, -1]]
+            alone += [model.decode(steps[row : row + 1, i : i + 1], alone_cache)[0, 0]
+                      for i in range(4)]  # fmt: skip
+            for got, expected in zip(together, alone, strict=True):
+                assert_close_to_scale(got[row], expected)
+        # and the whole padded batch without a cache: each row's real tokens as alone
+        full = model(batch, mask)
+        for row, prompt in enumerate(prompts):
+            assert_close_to_scale(full[row][mask[row]], model(prompt[None])[0])
