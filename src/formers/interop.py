@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -30,19 +29,19 @@ from typing import Any
 
 from torch import nn
 
+from formers.models import registry
 from formers.models.config_base import ConfigError
 from formers.models.hf_common import ConversionError
 from formers.models.registry import family_of_config
 
-# Hugging Face model_type -> the formers family whose converter reads it
-FAMILY_OF_MODEL_TYPE = {"bert": "bert", "gpt2": "gpt", "llama": "gpt", "marian": "transformer"}
-SUPPORTED_MODEL_TYPES = tuple(FAMILY_OF_MODEL_TYPE)
-# options of from_hf that only some families take (the heads of BERT)
-_HEAD_OPTIONS = {"bert": ("num_labels", "mlm_head")}
+# every model_type a family's converter reads (formers.models.registry.FAMILIES)
+SUPPORTED_MODEL_TYPES = tuple(
+    sorted(t for family in registry.FAMILIES.values() for t in family.hf_model_types)
+)
 
 
 def _converter(family: str) -> ModuleType:
-    return importlib.import_module(f"formers.models.{family}.convert")
+    return registry.get_family(family).converter
 
 
 def model_type_of(source: str | os.PathLike | Any) -> str:
@@ -76,12 +75,13 @@ def family_of_model_type(model_type: str) -> str:
     Raises:
         ConversionError: an unsupported ``model_type``; the message lists the supported ones.
     """
-    if model_type not in FAMILY_OF_MODEL_TYPE:
+    family = registry.family_of_model_type(model_type)
+    if family is None:
         raise ConversionError(
             f"model_type {model_type!r} is not supported; formers converts "
             f"{', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    return FAMILY_OF_MODEL_TYPE[model_type]
+    return family.name
 
 
 def from_hf(source: str | os.PathLike | Any, **heads: Any) -> nn.Module:
@@ -101,7 +101,7 @@ def from_hf(source: str | os.PathLike | Any, **heads: Any) -> nn.Module:
             head options for a family without heads, or weights that do not fit.
     """
     family = family_of_model_type(model_type_of(source))
-    allowed = _HEAD_OPTIONS.get(family, ())
+    allowed = registry.get_family(family).hf_options
     unknown = sorted(set(heads) - set(allowed))
     if unknown:
         raise ConversionError(

@@ -54,7 +54,7 @@ ROWS = [
     ([*GENERATE, "--top-p", "0"], 2, ["--top-p must be a number in (0.0, 1.0]"]),
     ([*GENERATE, "--top-k", "-1"], 2, ["--top-k must be an integer in [0, 1,000,000]"]),
     ([*GENERATE, "--seed", str(2**70)], 2, ["--seed must be an integer in"]),
-    (["generate", "--checkpoint", "{translator}", "--prompt", "a"], 2, ["gpt"]),
+    (["generate", "--checkpoint", "{translator}", "--prompt", "a"], 2, ["decoder-only", "use"]),
     # corrupted or incomplete checkpoints
     ([*TRANSLATE[:2], "{bad_weights}", *TRANSLATE[3:]], 2, ["tensor", "NaN or infinite"]),
     (["generate", "--checkpoint", "{bad_gpt_weights}"], 2, ["tensor", "NaN or infinite"]),

@@ -1,21 +1,10 @@
-"""Which subcommand serves which model family, and a check made before loading any weights."""
+"""A check made before loading any weights: does the checkpoint hold the kind of model a command
+runs (:data:`formers.models.registry.KINDS`)?"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
-
-# the command that runs a checkpoint of each family
-COMMAND_OF_FAMILY = {
-    "transformer": "formers translate",
-    "gpt": "formers generate",
-    "bert": "formers predict",
-}
-_WHAT = {
-    "transformer": "an encoder-decoder (translation) model",
-    "gpt": "a decoder-only language model",
-    "bert": "a BERT-style encoder",
-}
 
 
 def require_architecture(
@@ -25,21 +14,22 @@ def require_architecture(
 
     Args:
         checkpoint: the checkpoint directory.
-        wanted: the family the command runs (``"transformer"``, ``"gpt"`` or ``"bert"``).
+        wanted: the kind of model the command runs (``"encoder-decoder"``, ``"decoder-only"``
+            or ``"encoder-only"``: any family of that kind).
         command: the command, for the message (e.g. ``"formers generate"``).
 
     Raises:
-        ValueError: the checkpoint holds another family; the message names it and the command
-            to use instead. (A missing or broken checkpoint raises ``CheckpointError``.)
+        ValueError: the checkpoint holds another kind; the message names it and the command to
+            use instead. (A missing or broken checkpoint raises ``CheckpointError``.)
     """
+    from formers.models.registry import KINDS, get_family
     from formers.training.checkpoint_io import read_config, require_directory
 
     config: dict[str, Any] = read_config(require_directory(checkpoint))
-    found = config.get("architecture", "transformer")
-    if found != wanted:
-        instead = COMMAND_OF_FAMILY.get(found)
+    found = get_family(config.get("architecture", "transformer"))
+    if found.kind != wanted:
         raise ValueError(
-            f"{checkpoint} holds {_WHAT.get(found, repr(found))} ({found!r}); {command} needs "
-            f"{_WHAT[wanted]} ({wanted!r})" + (f"; use {instead} for this one" if instead else "")
+            f"{checkpoint} holds {found.what} ({found.name!r}); {command} needs "
+            f"{KINDS[wanted].what}; use {found.command} for this one"
         )
     return config

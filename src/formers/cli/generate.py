@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     set_threads(args.threads)
 
-    require_architecture(args.checkpoint, "gpt", "formers generate")
+    require_architecture(args.checkpoint, "decoder-only", "formers generate")
 
     # the trainer's heavier imports: lazily
     from formers.training.checkpoint import load_model, require_tokenizer

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before the model runs, not after
     device = resolve_device(args.device)
     set_threads(args.threads)
-    config = require_architecture(args.checkpoint, "bert", "formers predict")
+    config = require_architecture(args.checkpoint, "encoder-only", "formers predict")
     mode = _mode(config["model"], args)
     texts = read_lines(args.input)
     if not texts:

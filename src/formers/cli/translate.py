@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before decoding, not after
     device = resolve_device(args.device)
     set_threads(args.threads)
-    require_architecture(args.checkpoint, "transformer", "formers translate")  # before reading
+    require_architecture(args.checkpoint, "encoder-decoder", "formers translate")  # before reading
     sentences = read_lines(args.input)
     if not sentences:
         raise ValueError(f"no sentences to translate in {args.input or '<stdin>'}")

@@ -15,6 +15,7 @@ from formers.nn.encoder_only import EncoderOnlyModel, Pooler, mean_pool, sentenc
 from formers.nn.feed_forward import FeedForward, GatedFeedForward, feed_forward
 from formers.nn.kernels import KERNELS, eager_attention, get_kernel, sdpa_attention
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
+from formers.nn.layer_stack import LayerStack, SharedLayerStack
 from formers.nn.layers import DecoderLayer, EncoderLayer
 from formers.nn.masks import (
     AttentionMask,
@@ -44,6 +45,8 @@ __all__ = [
     "AttentionMask",
     "AttentionMechanism",
     "AttentionRecorder",
+    "LayerStack",
+    "SharedLayerStack",
     "MechanismError",
     "PositionScheme",
     "Positions",

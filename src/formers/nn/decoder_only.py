@@ -133,7 +133,7 @@ class DecoderOnlyLM(nn.Module):
         """
         with AttentionRecorder(self) as recorder:
             logits = self._logits(tokens)
-        return logits, [recorder.last(layer.self_attn) for layer in self.decoder.layers]
+        return logits, recorder.per_step(layer.self_attn for layer in self.decoder.layers.steps())
 
     def new_cache(self) -> DecoderCache:
         """An empty KV cache for :meth:`decode`."""

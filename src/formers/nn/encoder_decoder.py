@@ -170,9 +170,9 @@ class EncoderDecoder(nn.Module):
         with AttentionRecorder(self) as recorder:
             logits = self(src, tgt)
         maps = AttentionMaps(
-            [recorder.last(layer.self_attn) for layer in self.encoder.layers],
-            [recorder.last(layer.self_attn) for layer in self.decoder.layers],
-            [recorder.last(layer.cross_attn) for layer in self.decoder.layers],
+            recorder.per_step(layer.self_attn for layer in self.encoder.layers.steps()),
+            recorder.per_step(layer.self_attn for layer in self.decoder.layers.steps()),
+            recorder.per_step(layer.cross_attn for layer in self.decoder.layers.steps()),
         )
         return logits, maps
 

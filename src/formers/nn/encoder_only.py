@@ -116,7 +116,7 @@ class EncoderOnlyModel(nn.Module):
         probabilities, as an :class:`~formers.nn.recorder.AttentionRecorder` records them."""
         with AttentionRecorder(self) as recorder:
             hidden = self._run(ids, segment_ids, attention_mask)
-        return hidden, [recorder.last(layer.self_attn) for layer in self.encoder.layers]
+        return hidden, recorder.per_step(layer.self_attn for layer in self.encoder.layers.steps())
 
     def pool(self, hidden: Tensor) -> Tensor:
         """BERT's pooled output ``(b, d)`` from the hidden states ``(b, s, d)``."""

@@ -15,6 +15,7 @@ Shapes: b batch, h heads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
 
 from torch import Tensor, nn
@@ -59,6 +60,24 @@ class AttentionRecorder:
     def of(self, module: nn.Module) -> list[Tensor]:
         """The weights ``module`` computed while recording, one tensor per call."""
         return self._weights.get(id(module), [])
+
+    def per_step(self, modules: Iterable[nn.Module]) -> list[Tensor]:
+        """The weights of ``modules`` listed in the order they ran, a module repeated for each
+        of its calls (a shared layer's attention, once per depth): its k-th listing gets its
+        k-th call's weights."""
+        seen: dict[int, int] = {}
+        out = []
+        for module in modules:
+            index = seen.get(id(module), 0)
+            weights = self.of(module)
+            if index >= len(weights):
+                raise ValueError(
+                    f"{type(module).__name__} ran {len(weights)} time(s) while recording, "
+                    f"fewer than listed"
+                )
+            out.append(weights[index])
+            seen[id(module)] = index + 1
+        return out
 
     def last(self, module: nn.Module) -> Tensor:
         """The weights of ``module``'s last call (an error if it was not called)."""

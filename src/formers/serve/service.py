@@ -38,8 +38,8 @@ from formers.serve.batching import MicroBatcher
 from formers.serve.limits import Limits, RequestError
 from formers.training.config import recipe_decode
 
-TASK_OF_FAMILY = {"transformer": "translate", "gpt": "generate"}  # bert: by its head
-FAMILY_NAMES = {"transformer": "encoder-decoder", "gpt": "decoder-only", "bert": "encoder-only"}
+# the task a model of each kind serves (an encoder by its head: see ModelService)
+TASK_OF_KIND = {"encoder-decoder": "translate", "decoder-only": "generate"}
 # translate()'s max_len_b: a translation has at most (source tokens + 50) tokens, so a target
 # given to /attention may be that much longer than a source (it is often the service's own
 # output), and twice as many characters
@@ -70,9 +70,12 @@ class ModelService:
     ) -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.limits = limits or Limits()
+        from formers.models.registry import get_family
+
         self.family = config.get("architecture", "transformer")
+        self.kind = get_family(self.family).kind
         model_config = config.get("model", {})
-        if self.family == "bert":
+        if self.kind == "encoder-only":
             if model_config.get("num_labels", 0) > 0:
                 self.task = "classify"
             elif model_config.get("mlm_head", False):
@@ -80,9 +83,9 @@ class ModelService:
             else:  # a body without a head: sentence embeddings
                 self.task = "embed"
         else:
-            self.task = TASK_OF_FAMILY[self.family]
+            self.task = TASK_OF_KIND[self.kind]
         self.max_tokens = min(self.limits.max_tokens, self._model_token_limit(model_config))
-        if self.family == "bert":  # a sentence-transformers model's own max_seq_length
+        if self.kind == "encoder-only":  # a sentence-transformers model's own max_seq_length
             from formers.inference.encoder import encode_length
 
             cut = encode_length(config)  # refused beyond it, never cut: [CLS] and [SEP] added
@@ -129,10 +132,10 @@ class ModelService:
         return cls(model, tokenizer, config, limits=limits, name=str(checkpoint), batching=batching)
 
     def _model_token_limit(self, model_config: dict[str, Any]) -> int:
-        if self.family == "gpt":
+        if self.kind == "decoder-only":
             return int(self.model.context_length)
         limit = int(model_config.get("max_positions", self.limits.max_tokens))
-        return limit - 2 if self.family == "bert" else limit  # BERT adds [CLS] and [SEP]
+        return limit - 2 if self.kind == "encoder-only" else limit  # BERT adds [CLS] and [SEP]
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /health`` answers: the model, its task, the limits, and how many batches
@@ -142,7 +145,7 @@ class ModelService:
         return {
             "status": "ok",
             "checkpoint": self.name,
-            "family": FAMILY_NAMES[self.family],
+            "family": self.kind,
             "task": self.task,
             "parameters": parameters,
             "limits": limits,
@@ -156,7 +159,7 @@ class ModelService:
         """Refuse (404) a task this model does not do, naming the one it does."""
         if task != self.task:
             raise RequestError(
-                f"this {FAMILY_NAMES[self.family]} model does not {task}; it answers "
+                f"this {self.kind} model does not {task}; it answers "
                 f"POST /{self.task} (and POST /attention)",
                 status=404,
             )
@@ -377,7 +380,7 @@ class ModelService:
         """
         from formers.viz import capture_attention
 
-        if tgt is not None and self.family != "transformer":
+        if tgt is not None and self.kind != "encoder-decoder":
             raise RequestError(f"tgt is for translation models; this one does {self.task}")
         decode = self._search_options(beam=beam)
         self.check_texts([text])

@@ -4,10 +4,12 @@
 ``task`` is ``"translate"`` (the default: an encoder-decoder on a parallel corpus), ``"lm"`` (a
 decoder-only language model on a text file), ``"mlm"`` (masked language modelling with an
 encoder) or ``"classify"`` (an encoder with a classification head on ``label<TAB>text`` files).
+A task trains a *kind* of model (:data:`TASKS`); ``[model] family`` picks a family of that kind
+(:mod:`formers.models.registry`; default: the kind's first, e.g. ``gpt`` for ``lm``).
 Every table is a frozen dataclass; an unknown table or key raises a
 :class:`~formers.models.ConfigError` that lists the valid ones. ``[model]`` names a preset of the
-task's model family and overrides any field of its config; ``init`` starts from Hugging Face
-weights. ``vocab_size`` and the special ids come from the tokenizer.
+family and overrides any field of its config; ``init`` starts from Hugging Face weights.
+``vocab_size`` and the special ids come from the tokenizer.
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ from formers.models.config_base import (
     require,
     require_choice,
 )
-from formers.models.registry import Family, get_family
+from formers.models.registry import Family, families_of_kind, get_family
 from formers.models.transformer import TransformerConfig
 
-TASKS = {"translate": "transformer", "lm": "gpt", "mlm": "bert", "classify": "bert"}
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A training task: the kind of model it trains and its class (``module:Class``)."""
+
+    kind: str
+    cls: str
+
+
+TASKS = {
+    "translate": TaskSpec("encoder-decoder", "formers.training.tasks.translation:TranslationTask"),
+    "lm": TaskSpec("decoder-only", "formers.training.tasks.language_model:LanguageModelTask"),
+    "mlm": TaskSpec("encoder-only", "formers.training.tasks.encoder:MaskedLMTask"),
+    "classify": TaskSpec("encoder-only", "formers.training.tasks.encoder:ClassificationTask"),
+}
+MODEL_KEYS = ("preset", "init", "family")  # [model] keys that are not fields of the config
 SCHEDULES = ("inverse_sqrt", "noam", "constant", "cosine")
 OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -228,13 +245,13 @@ class ExperimentConfig:
 
     @property
     def family(self) -> Family:
-        """The model family the task trains."""
-        return get_family(TASKS[self.task])
+        """The model family the task trains: ``[model] family``, else its kind's first."""
+        return model_family(self.task, self.model)
 
     def model_values(self, **derived: Any) -> dict[str, Any]:
         """The [model] table resolved: the preset's values, the overrides, then ``derived``
-        (vocabulary size, special ids, labels). ``init`` is not a model field and is left out."""
-        values = {k: v for k, v in self.model.items() if k != "init"}
+        (vocabulary size, special ids, labels). ``init`` and ``family`` are not model fields."""
+        values = {k: v for k, v in self.model.items() if k not in ("init", "family")}
         preset = values.pop("preset", None)
         base = dict(self.family.presets[preset]) if preset else {}
         return {**base, **values, **derived}
@@ -255,8 +272,20 @@ SECTIONS = {
 }
 
 
+def model_family(task: str, model: dict[str, Any]) -> Family:
+    """The family a task trains: the [model] table's ``family`` (of the task's kind), else the
+    first family of that kind."""
+    kind = TASKS[task].kind
+    choices = families_of_kind(kind)
+    name = model.get("family", choices[0].name)
+    require(isinstance(name, str), f"[model] family must be a string, got {name!r}")
+    require_choice(f"[model] family (task {task!r} trains {kind} models)", name,
+                   [f.name for f in choices])  # fmt: skip
+    return get_family(name)
+
+
 def _check_model_table(model: dict[str, Any], family: Family) -> None:
-    valid = {f.name for f in dataclasses.fields(family.config_cls)} | {"preset", "init"}
+    valid = {f.name for f in dataclasses.fields(family.config_cls)} | set(MODEL_KEYS)
     fixed = set(family.derived)
     unknown = sorted(set(model) - valid)
     if unknown:
@@ -302,7 +331,7 @@ def experiment_from_dict(values: dict[str, Any]) -> ExperimentConfig:
         needs = "train_src and train_tgt" if task == "translate" else "train"
         raise ConfigError(f"the config needs a [data] table with {needs}")
     data_cls = DataConfig if task == "translate" else TextDataConfig
-    family = get_family(TASKS[task])
+    family = model_family(task, dict(values.get("model", {})))
     default_preset = {"transformer": "transformer_tiny"}.get(family.name)
     model = dict(values.get("model", {"preset": default_preset} if default_preset else {}))
     _check_model_table(model, family)

@@ -104,8 +104,7 @@ class Task(ABC):
         family = self.cfg.family
         init = self.cfg.model.get("init", "")
         if init:
-            convert = importlib.import_module(f"formers.models.{family.name}.convert")
-            model = convert.load_hf(resolve_init(init), **self.init_options(derived))
+            model = family.converter.load_hf(resolve_init(init), **self.init_options(derived))
             self.model_config = model.config
         else:
             self.model_config = family.config(self.cfg.model_values(**derived))
