@@ -157,7 +157,7 @@ class MultiHeadAttention(nn.Module):
             ``(b, t, d_model)``.
         """
         b, t, _ = x.shape
-        if state is not None:
+        if state is not None and "incremental" not in self.mechanism.capabilities:
             self.mechanism.require("incremental")
         if self.recorder is not None:
             self.mechanism.require("weights", "an AttentionRecorder is recording")
