@@ -34,8 +34,8 @@ class PlainMechanism(AttentionMechanism):
     name = "plain"
     capabilities = frozenset()
 
-    def forward(self, q, k, v, *, mask=None, bias=None, state=None, scale=None, dropout_p=0.0,
-                need_weights=False):  # fmt: skip
+    def forward(self, q, k, v, *, mask=None, bias=None, value=None, state=None, scale=None,
+                dropout_p=0.0, need_weights=False):  # fmt: skip
         return eager_attention(q, k, v)[0], None
 
 
@@ -49,7 +49,7 @@ class DistanceBias(PositionScheme):
         super().__init__()
         self.slopes = torch.linspace(0.5, 2.0, H)
 
-    def bias(self, q, k, positions):
+    def bias(self, q, k, positions, scale):
         distance = positions.queries[:, None] - positions.keys[None, :]  # (t_q, t_k)
         return -self.slopes[:, None, None] * distance.abs()  # (h, t_q, t_k)
 
@@ -132,7 +132,7 @@ def test_recorded_weights_are_those_computed_bias_included():
     q = attn.q_proj(x).view(b, 5, H, D // H).transpose(1, 2)
     k = attn.k_proj(x).view(b, 5, H, D // H).transpose(1, 2)
     positions = Positions.contiguous(0, 5, x.device)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(D // H) + attn.positions.bias(q, k, positions)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D // H) + attn.positions.bias(q, k, positions, 0.5)
     expected = scores.masked_fill(~causal_mask(5), -torch.inf).softmax(-1)
     assert_close_to_scale(weights, expected)
 

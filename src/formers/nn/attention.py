@@ -114,6 +114,8 @@ class MultiHeadAttention(nn.Module):
             )
         if positions is not None and positions.biases:
             self.mechanism.require("bias", f"the {positions.name!r} position scheme biases scores")
+        if positions is not None and positions.values:
+            self.mechanism.require("value", f"the {positions.name!r} position scheme adds values")
         self.positions = positions
         self.recorder: AttentionRecorder | None = None  # set while an AttentionRecorder runs
         kv_dim = d_model if kv_dim is None else kv_dim
@@ -167,7 +169,7 @@ class MultiHeadAttention(nn.Module):
             source = x if memory is None else memory
             k = self._split(self.k_proj(source), self.num_kv_heads)  # (b, g, s, dh)
             v = self._split(self.v_proj(source), self.num_kv_heads)
-        bias = None
+        bias = value = None
         if self.positions is not None:
             if positions is None:
                 offset = state.length if isinstance(state, KVCache) else 0
@@ -176,11 +178,14 @@ class MultiHeadAttention(nn.Module):
                 q = self.positions.rotate(q, positions.queries, positions.offset)
                 if k is not None:
                     k = self.positions.rotate(k, positions.queries, positions.offset)
-            if self.positions.biases:
-                scheme, where = self.positions, positions
-                bias = lambda q_, k_: scheme.bias(q_, k_, where)  # noqa: E731
+            scheme, where = self.positions, positions
+            if scheme.biases:
+                scale = self.scale if self.scale is not None else self.head_dim**-0.5
+                bias = lambda q_, k_: scheme.bias(q_, k_, where, scale)  # noqa: E731
+            if scheme.values:
+                value = lambda weights_: scheme.value(weights_, where)  # noqa: E731
         out, weights = self.mechanism(
-            q, k, v, mask=AttentionMask.of(mask, causal), bias=bias, state=state,
+            q, k, v, mask=AttentionMask.of(mask, causal), bias=bias, value=value, state=state,
             scale=self.scale, dropout_p=self.dropout if self.training else 0.0,
             need_weights=self.recorder is not None,
         )  # fmt: skip

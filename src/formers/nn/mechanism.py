@@ -38,9 +38,12 @@ CAPABILITIES = {
     "cross": "attend to another sequence (cross-attention)",
     "weights": "return its attention weights",
     "bias": "add a position bias to its scores",
+    "value": "add a position term to its output (from its weights)",
 }
 # a bias on the scores, from the queries and the keys attended to: (b|1, h, t_q, t_k)
 ScoreBias = Callable[[Tensor, Tensor], Tensor]
+# a term added to the output, from the weights: (b, h, t_q, t_k) -> (b, h, t_q, d)
+ValueTerm = Callable[[Tensor], Tensor]
 
 
 class MechanismError(ValueError):
@@ -81,6 +84,7 @@ class AttentionMechanism(nn.Module):
         *,
         mask: AttentionMask | None = None,
         bias: ScoreBias | None = None,
+        value: ValueTerm | None = None,
         state: KVCache | StaticKVCache | None = None,
         scale: float | None = None,
         dropout_p: float = 0.0,
@@ -94,6 +98,7 @@ class AttentionMechanism(nn.Module):
                 them all: a filled cross-attention cache).
             mask: which keys each query may see (over all keys, the state's included).
             bias: called with the queries and all the keys to add to the scaled scores.
+            value: called with the weights, to add to the output.
             state: this layer's state from :meth:`new_state`, read and extended in place.
             scale: of the scores; ``None`` is ``1 / sqrt(d)``.
             dropout_p: dropout on the weights (pass 0.0 in eval mode).
@@ -137,6 +142,7 @@ class SoftmaxAttention(AttentionMechanism):
         *,
         mask: AttentionMask | None = None,
         bias: ScoreBias | None = None,
+        value: ValueTerm | None = None,
         state: KVCache | StaticKVCache | None = None,
         scale: float | None = None,
         dropout_p: float = 0.0,
@@ -148,11 +154,15 @@ class SoftmaxAttention(AttentionMechanism):
             raise ValueError("no keys and values: pass them, or a state that holds them")
         t_q, t_k = q.size(-2), k.size(-2)
         dense, causal = (None, False) if mask is None else mask.for_kernel(t_q, t_k, q.device)
-        kernel = eager_attention if need_weights else self.kernel
-        return kernel(
+        weigh = need_weights or value is not None  # a value term needs the weights
+        kernel = eager_attention if weigh else self.kernel
+        out, weights = kernel(
             q, k, v, mask=dense, causal=causal, bias=None if bias is None else bias(q, k),
-            dropout_p=dropout_p, scale=scale, need_weights=need_weights,
+            dropout_p=dropout_p, scale=scale, need_weights=weigh,
         )  # fmt: skip
+        if value is not None:
+            out = out + value(weights)
+        return out, weights if need_weights else None
 
 
 # mechanisms by name, for configs and the CLI; "sdpa" and "eager" are the softmax kernels

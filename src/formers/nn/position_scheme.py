@@ -8,7 +8,8 @@ of the family puts them inside attention instead, in one of two ways:
   RotaryEmbedding`;
 - add a *bias* to the scores computed from the queries, the keys and their positions: Shaw et al.
   2018 (arXiv 1803.02155), the Music Transformer's skew, T5's buckets, ALiBi, Transformer-XL,
-  DeBERTa.
+  DeBERTa (:mod:`formers.nn.relative`); Shaw's may also add a *value* term to the output,
+  computed from the attention weights.
 
 A :class:`PositionScheme` is injected into :class:`~formers.nn.attention.MultiHeadAttention`; one
 instance is shared by the layers of a stack where the paper shares it (T5's bias, RoPE's tables).
@@ -53,13 +54,15 @@ class Positions:
 class PositionScheme(nn.Module):
     """How positions enter attention (see the module docstring).
 
-    Subclasses set ``name``, say whether they ``rotates`` and/or ``biases``, whether they mean
-    anything on cross-attention (``cross``), and implement the matching methods.
+    Subclasses set ``name``, say whether they ``rotates``, ``biases`` and/or add ``values``,
+    whether they mean anything on cross-attention (``cross``), and implement the matching
+    methods.
     """
 
     name: str = "positions"
     rotates: bool = False
     biases: bool = False
+    values: bool = False
     cross: bool = False
 
     def rotate(self, x: Tensor, positions: Tensor, offset: int | None = None) -> Tensor:
@@ -67,6 +70,13 @@ class PositionScheme(nn.Module):
         starting at ``offset`` when contiguous)."""
         return x
 
-    def bias(self, q: Tensor, k: Tensor, positions: Positions) -> Tensor | None:
-        """A ``(b|1, h, t_q, t_k)`` bias added to the scaled scores, or ``None``."""
+    def bias(self, q: Tensor, k: Tensor, positions: Positions, scale: float) -> Tensor | None:
+        """A ``(b|1, h, t_q, t_k)`` bias added to the scaled scores (``scale``: the one the
+        content scores ``q k^T`` are multiplied by, for schemes whose terms share it), or
+        ``None``."""
+        return None
+
+    def value(self, weights: Tensor, positions: Positions) -> Tensor | None:
+        """A ``(b, h, t_q, d)`` term added to the attention's output, from its ``(b, h, t_q,
+        t_k)`` weights, or ``None``."""
         return None

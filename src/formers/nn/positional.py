@@ -29,7 +29,12 @@ from formers.nn.position_scheme import PositionScheme
 
 
 def sinusoidal_table(
-    positions: Tensor, d_model: int, base: float = 10000.0, *, interleave: bool = True
+    positions: Tensor,
+    d_model: int,
+    base: float = 10000.0,
+    *,
+    interleave: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """The paper's encoding for arbitrary positions: ``(...,) -> (..., d_model)``.
 
@@ -39,12 +44,13 @@ def sinusoidal_table(
         base: the wavelength base (10,000 in the paper).
         interleave: sines at even and cosines at odd features (the paper); ``False`` puts all
             sines first and all cosines second (Marian's layout), with the same frequencies.
+        dtype: computed in (float32 by default; float64 for float64 models).
     """
     if d_model % 2:
         raise ValueError(f"sinusoidal encoding needs an even d_model, got {d_model}")
-    i2 = torch.arange(0, d_model, 2, device=positions.device, dtype=torch.float32)
+    i2 = torch.arange(0, d_model, 2, device=positions.device, dtype=dtype)
     inv_freq = torch.exp(-math.log(base) * i2 / d_model)  # 1 / base^(2i/d)
-    angles = positions.to(torch.float32)[..., None] * inv_freq  # (..., d/2)
+    angles = positions.to(dtype)[..., None] * inv_freq  # (..., d/2)
     if not interleave:
         return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (..., d): [sin | cos]
     # interleave: even features sin, odd features cos
