@@ -245,3 +245,60 @@ def test_xl_equals_its_four_terms_over_memory_and_segment():
         state = KVCache()
         attn(x[:, :memory], causal=True, state=state)  # the memory, as a cache
         assert_close_to_scale(attn(x[:, memory:], causal=True, state=state), expected)
+
+
+# --- DeBERTa: Hugging Face's DebertaV2 disentangled attention from a tiny config ---------------
+
+
+@pytest.mark.parametrize("share_att_key", [False, True], ids=["own-projections", "shared"])
+@pytest.mark.parametrize("buckets", [0, 8], ids=["no-buckets", "log-buckets"])
+def test_disentangled_attention_equals_debertav2(share_att_key, buckets):
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
+
+    from formers.nn.relative import DisentangledPosition
+
+    config = transformers.DebertaV2Config(
+        hidden_size=D, num_attention_heads=H, relative_attention=True, pos_att_type=["c2p", "p2c"],
+        position_buckets=buckets, max_relative_positions=12, share_att_key=share_att_key,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(2)
+    ref = DisentangledSelfAttention(config).to(F64).eval()
+    span = buckets or 12
+    table = torch.randn(2 * span, D, dtype=F64)  # P, shared by the layers (normed by the model)
+    ours = MultiHeadAttention(D, H, scale=(3 * DH) ** -0.5).to(F64).eval()
+    with torch.no_grad():
+        for mine, theirs in ((ours.q_proj, ref.query_proj), (ours.k_proj, ref.key_proj),
+                             (ours.v_proj, ref.value_proj)):  # fmt: skip
+            mine.weight.copy_(theirs.weight)
+            mine.bias.copy_(theirs.bias)
+        ours.out_proj.weight.copy_(torch.eye(D, dtype=F64))  # HF's module ends before the output
+        ours.out_proj.bias.zero_()
+    projections = (ours.q_proj, ours.k_proj) if share_att_key else None
+    scheme = DisentangledPosition(D, H, DH, table=lambda: table, span=span,
+                                  position_buckets=buckets, max_relative_positions=12,
+                                  projections=projections).to(F64)  # fmt: skip
+    if not share_att_key:
+        with torch.no_grad():
+            scheme.pos_key_proj.load_state_dict(ref.pos_key_proj.state_dict())
+            scheme.pos_query_proj.load_state_dict(ref.pos_query_proj.state_dict())
+    ours.positions = scheme
+    t = 20  # distances up to 19: beyond the buckets' exact range and max_relative_positions
+    x = torch.randn(2, t, D, dtype=F64)
+    keep = torch.ones(2, t, dtype=torch.bool)
+    keep[1, 15:] = False  # padding
+    with torch.no_grad():
+        expected, _ = ref(x, keep[:, None, None, :].expand(2, 1, t, t), rel_embeddings=table)
+        got = ours(x, mask=keep[:, None, None, :])
+    # HF computes sqrt(3 d) in float32 (scaled_size_sqrt): its scores carry that rounding
+    assert_close_to_scale(got[keep], expected[keep], rel=1e-6)
+
+
+def test_log_buckets_keep_near_distances_and_the_sign():
+    from formers.nn.relative import log_buckets
+
+    distance = torch.tensor([-40, -5, -1, 0, 1, 3, 5, 40])
+    buckets = log_buckets(distance, bucket_size=8, max_position=64)
+    assert buckets[1:-1].tolist()[1:5] == [-1, 0, 1, 3]  # within bucket_size // 2: exact
+    assert buckets[0] < -4 and buckets[-1] > 4 and buckets[-1] == -buckets[0]

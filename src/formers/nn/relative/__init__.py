@@ -10,10 +10,13 @@ the paper cited there). Each is a :class:`~formers.nn.position_scheme.PositionSc
   (Raffel et al. 2020);
 - :class:`ALiBi`: fixed linear penalties of the distance per head (Press et al. 2022);
 - :class:`XLRelativePosition`: Transformer-XL's sinusoidal relative terms with the global
-  ``u``, ``v`` biases (Dai et al. 2019).
+  ``u``, ``v`` biases (Dai et al. 2019);
+- :class:`DisentangledPosition`: DeBERTa's content-to-position and position-to-content terms
+  over shared relative embeddings, with log buckets (He et al. 2021).
 """
 
 from formers.nn.relative.alibi import ALiBi, alibi_slopes
+from formers.nn.relative.deberta import DisentangledPosition, log_buckets
 from formers.nn.relative.music import MusicRelativeAttention, skew
 from formers.nn.relative.shaw import ShawRelativePosition
 from formers.nn.relative.t5 import T5RelativeBias, t5_buckets
@@ -21,11 +24,13 @@ from formers.nn.relative.xl import XLRelativePosition
 
 __all__ = [
     "ALiBi",
+    "DisentangledPosition",
     "MusicRelativeAttention",
     "ShawRelativePosition",
     "T5RelativeBias",
     "XLRelativePosition",
     "alibi_slopes",
+    "log_buckets",
     "skew",
     "t5_buckets",
 ]
