@@ -145,7 +145,10 @@ class RotaryEmbedding(PositionScheme):
         self.register_buffer("sin", sin, persistent=False)
 
     def _angles(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        angles = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
+        # float32 whatever the model's dtype (as Hugging Face's RoPE), so that angles computed
+        # on the fly equal the precomputed table's, which .to(dtype) only casts
+        inv_freq = self.inv_freq.to(device=positions.device, dtype=torch.float32)
+        angles = positions.to(torch.float32)[..., None] * inv_freq
         angles = torch.cat([angles, angles], dim=-1)  # (..., dh): both halves share angles
         return angles.cos(), angles.sin()
 
