@@ -117,3 +117,18 @@ def test_nanogpt_reference_is_nanogpt_and_writes_json(tmp_path):
     # after 120 of nanoGPT's steps both models are far below the uniform 4.17 and near each other
     assert run["reference"]["whole_valid_loss"] < 3.0
     assert abs(run["formers"]["whole_valid_loss"] - run["reference"]["whole_valid_loss"]) < 0.1
+
+
+def test_relative_skew_writes_json(tmp_path):
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "relative_skew.py"), "--lengths", "32", "64",
+           "--repeats", "1", "--out", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    rows = json.loads(out.read_text())["results"]
+    assert [row["length"] for row in rows] == [32, 64]
+    for row in rows:
+        assert row["explicit"]["agrees_with_other_method"] and row["skew"]["finite"]
+        skew, explicit = row["skew"], row["explicit"]
+        assert explicit["relative_embeddings_mb"] == pytest.approx(
+            skew["relative_embeddings_mb"] * row["length"], rel=0.05
+        )  # L x L x D against L x D
