@@ -14,6 +14,7 @@ from formers.nn import KVCache, MultiHeadAttention, Positions
 from formers.nn.masks import causal_mask
 from formers.nn.relative import (
     ALiBi,
+    DisentangledPosition,
     MusicRelativeAttention,
     ShawRelativePosition,
     T5RelativeBias,
@@ -256,8 +257,6 @@ def test_disentangled_attention_equals_debertav2(share_att_key, buckets):
     transformers = pytest.importorskip("transformers")
     from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
 
-    from formers.nn.relative import DisentangledPosition
-
     config = transformers.DebertaV2Config(
         hidden_size=D, num_attention_heads=H, relative_attention=True, pos_att_type=["c2p", "p2c"],
         position_buckets=buckets, max_relative_positions=12, share_att_key=share_att_key,
@@ -302,3 +301,20 @@ def test_log_buckets_keep_near_distances_and_the_sign():
     buckets = log_buckets(distance, bucket_size=8, max_position=64)
     assert buckets[1:-1].tolist()[1:5] == [-1, 0, 1, 3]  # within bucket_size // 2: exact
     assert buckets[0] < -4 and buckets[-1] > 4 and buckets[-1] == -buckets[0]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ShawRelativePosition(DH, 0), "max_distance must be >= 1, got 0"),
+        (lambda: MusicRelativeAttention(H, DH, max_len=0), "max_len must be >= 1, got 0"),
+        (lambda: T5RelativeBias(H, bidirectional=False, num_buckets=1), "num_buckets must be >= 2"),
+        (lambda: DisentangledPosition(D, H, DH, table=lambda: None, span=0), "span must be >= 1"),
+        (lambda: DisentangledPosition(D, H, DH, table=lambda: None, span=4,
+                                      attention_types=("p2p",)),
+         r"attention_types must be some of \['c2p', 'p2c'\]"),  # fmt: skip
+    ],
+)
+def test_relative_schemes_refuse_sizes_that_are_not_positive(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
