@@ -83,8 +83,8 @@ def test_head_options_are_refused_for_other_families():
 
 
 def test_unsupported_model_types_name_the_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
-    with pytest.raises(ConversionError, match="'t5'.*bert, gpt2, llama, marian"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bart"}))
+    with pytest.raises(ConversionError, match="'bart'.*bert, gpt2, llama, marian, t5"):
         interop.from_hf(tmp_path)
     with pytest.raises(ConversionError, match="'roberta'"):
         interop.from_hf(SimpleNamespace(config=SimpleNamespace(model_type="roberta")))

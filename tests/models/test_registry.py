@@ -35,9 +35,9 @@ def test_every_family_is_complete(name):
 
 
 def test_model_types_and_kinds_resolve_to_one_family_each():
-    assert SUPPORTED_MODEL_TYPES == ("bert", "gpt2", "llama", "marian")
+    assert SUPPORTED_MODEL_TYPES == ("bert", "gpt2", "llama", "marian", "t5")
     assert {t: family_of_model_type(t) for t in SUPPORTED_MODEL_TYPES} == {
-        "bert": "bert", "gpt2": "gpt", "llama": "gpt", "marian": "transformer"
+        "bert": "bert", "gpt2": "gpt", "llama": "gpt", "marian": "transformer", "t5": "t5",
     }  # fmt: skip
     assert [f.name for kind in KINDS for f in families_of_kind(kind)] == list(FAMILIES)
     with pytest.raises(ConfigError, match="unknown kind of model 'seq2seq'"):

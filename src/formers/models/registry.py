@@ -12,6 +12,7 @@ attention like the others of that kind.
 family             kind              model                                 Hugging Face
 =================  ================  ====================================  ================
 ``transformer``    encoder-decoder   the paper's Transformer               ``marian``
+``t5``             encoder-decoder   T5 (relative bias, pre-RMS-norm)      ``t5``
 ``gpt``            decoder-only      GPT-2 / LLaMA-style language model    ``gpt2``, ``llama``
 ``bert``           encoder-only      BERT (body, MLM or classifier head)   ``bert``
 =================  ================  ====================================  ================
@@ -121,6 +122,10 @@ FAMILIES = {
             "TransformerConfig", "build_transformer",
             derived=("vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id"),
             hf_model_types=("marian",),
+        ),
+        Family(
+            "t5", "encoder-decoder", "formers.models.t5", "T5Config", "build_t5",
+            derived=("vocab_size", "pad_id", "bos_id", "eos_id"), hf_model_types=("t5",),
         ),
         Family(
             "gpt", "decoder-only", "formers.models.gpt", "GPTConfig", "build_gpt",
