@@ -19,6 +19,8 @@ from formers.inference.detokenize import IncrementalDecoder
 from formers.inference.generate import check_generate_options, generate_stream
 from formers.inference.layout import use_inference_layout
 
+MAX_MEMORY = 100_000  # positions per layer, as many as --max-new-tokens may add
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
@@ -41,6 +43,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling; 1: off (1.0)"
     )
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    p.add_argument(
+        "--memory", type=int, default=None, metavar="M",
+        help="positions each layer remembers (models with segment memory, transformer_xl; "
+        "default: the trained memory)",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     add_threads_option(p)
     p.add_argument(
@@ -54,6 +61,8 @@ def check_options(args: argparse.Namespace) -> None:
     check_generate_options(
         args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, cli=True
     )
+    if args.memory is not None and not 1 <= args.memory <= MAX_MEMORY:
+        raise ValueError(f"--memory must be in [1, {MAX_MEMORY:,}], got {args.memory}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # generate_stream checks the options and the prompt's length now, before anything is printed
     tokens = generate_stream(
         model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed, memory=args.memory,
     )  # fmt: skip
     decoder = IncrementalDecoder(tokenizer, prompt)
     out = sys.stdout

@@ -16,6 +16,7 @@ from formers.cli import (
     evaluate,
     generate,
     info,
+    perplexity,
     predict,
     serve,
     train,
@@ -24,7 +25,8 @@ from formers.cli import (
 
 # in the order `formers --help` lists them
 COMMANDS = (
-    demo, train, info, translate, generate, predict, attention, serve, evaluate, average,
+    demo, train, info, translate, generate, predict, attention, serve, evaluate, perplexity,
+    average,
     convert, data,
 )  # fmt: skip
 

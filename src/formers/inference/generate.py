@@ -16,6 +16,7 @@ Shapes: V vocabulary.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,6 +25,7 @@ from formers.decoding.options import check_option, option_label
 from formers.decoding.sequential import filter_logits
 from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.modes import evaluating
+from formers.nn.recurrent_lm import RecurrentLM
 
 
 def check_generate_options(
@@ -75,6 +77,7 @@ def generate_stream(
     top_p: float = 1.0,
     seed: int | None = None,
     stop_at_eos: bool = True,
+    memory: int | None = None,
 ) -> Iterator[int]:
     """Yield new token ids one at a time, as they are produced.
 
@@ -90,22 +93,34 @@ def generate_stream(
         top_p: sample from the smallest set of tokens whose probability reaches ``top_p``.
         seed: makes sampling reproducible (a private generator; the global RNG is untouched).
         stop_at_eos: stop after yielding ``model.eos_id`` (if the model has one).
+        memory: for a model with segment memory (Transformer-XL), how many positions each
+            layer remembers (default: the trained memory): the prompt is read a segment at a
+            time, then each new token sees the last ``memory`` positions and itself.
 
     Returns:
         An iterator over the new token ids (the prompt is not repeated; EOS is included).
 
     Raises:
-        ValueError: a bad option, an empty prompt without ``bos_id``, or a prompt longer than
-            ``model.context_length``.
+        ValueError: a bad option, an empty prompt without ``bos_id``, a prompt longer than
+            ``model.context_length``, or ``memory`` for a model without segment memory.
     """
     check_generate_options(max_new_tokens, temperature, top_k, top_p, seed)
     tokens = _start(model, prompt)
-    return _stream(model, tokens, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eos)
+    if memory is not None and not isinstance(model, RecurrentLM):
+        raise ValueError(
+            f"a memory length is for models with segment memory (transformer_xl); a "
+            f"{type(model).__name__} attends over its context of {model.context_length}"
+        )
+    cache = model.new_cache() if memory is None else model.new_cache(memory)
+    return _stream(
+        model, tokens, cache, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eos
+    )
 
 
 def _stream(
     model: DecoderOnlyLM,
     tokens: list[int],
+    cache: Any,
     max_new_tokens: int,
     temperature: float,
     top_k: int,
@@ -128,7 +143,6 @@ def _stream(
         return int(torch.multinomial(probs, 1, generator=generator))
 
     with evaluating(model):  # the caller's mode is back before each yield
-        cache = model.new_cache()
         ids = torch.tensor([tokens], dtype=torch.long, device=device)  # (1, t)
         logits = model.decode(ids, cache)[:, -1]  # the whole prompt in one pass: (1, V)
         token = choose(logits)
@@ -158,6 +172,7 @@ def generate(
     top_p: float = 1.0,
     seed: int | None = None,
     stop_at_eos: bool = True,
+    memory: int | None = None,
 ) -> list[int]:
     """The tokens of :func:`generate_stream` as a list (the same arguments and errors)."""
     return list(
@@ -170,5 +185,6 @@ def generate(
             top_p=top_p,
             seed=seed,
             stop_at_eos=stop_at_eos,
+            memory=memory,
         )
     )

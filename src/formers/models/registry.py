@@ -14,6 +14,8 @@ family             kind              model                                 Huggi
 ``transformer``    encoder-decoder   the paper's Transformer               ``marian``
 ``t5``             encoder-decoder   T5 (relative bias, pre-RMS-norm)      ``t5``
 ``gpt``            decoder-only      GPT-2 / LLaMA-style language model    ``gpt2``, ``llama``
+``transformer_xl`` decoder-only      Transformer-XL (segment memory)       none (removed in
+                                                                         transformers 5)
 ``bert``           encoder-only      BERT (body, MLM or classifier head)   ``bert``
 =================  ================  ====================================  ================
 
@@ -99,7 +101,16 @@ class Family:
 
     @property
     def converter(self) -> ModuleType:
-        """Its Hugging Face converter module (``load_hf``, ``to_hf``, ``save_hf``)."""
+        """Its Hugging Face converter module (``load_hf``, ``to_hf``, ``save_hf``).
+
+        Raises:
+            ConfigError: the family has no Hugging Face counterpart (``hf_model_types`` empty).
+        """
+        if not self.hf_model_types:
+            raise ConfigError(
+                f"the {self.name!r} family has no Hugging Face counterpart to convert from or "
+                f"to (Hugging Face reads: {', '.join(_converted())})"
+            )
         return importlib.import_module(f"{self.package}.convert")
 
     @property
@@ -133,6 +144,11 @@ FAMILIES = {
             hf_model_types=("gpt2", "llama"),
         ),
         Family(
+            "transformer_xl", "decoder-only", "formers.models.transformer_xl",
+            "TransformerXLConfig", "build_transformer_xl",
+            derived=("vocab_size", "pad_id", "bos_id", "eos_id"),
+        ),
+        Family(
             "bert", "encoder-only", "formers.models.bert", "BertConfig", "build_bert",
             derived=("vocab_size", "pad_id", "cls_id", "sep_id", "mask_id", "unk_id",
                      "num_labels", "mlm_head"),
@@ -141,6 +157,10 @@ FAMILIES = {
     )
 }  # fmt: skip
 ARCHITECTURES = tuple(FAMILIES)
+
+
+def _converted() -> list[str]:
+    return [family.name for family in FAMILIES.values() if family.hf_model_types]
 
 
 def get_family(name: str) -> Family:

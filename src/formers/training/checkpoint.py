@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
@@ -37,6 +39,7 @@ from formers.training.checkpoint_io import (
     CONFIG_FILE,
     FORMAT,
     STATE_FILE,
+    TASK_STATE_FILE,
     TOKENIZER_FILES,
     WEIGHTS_FILE,
     CheckpointError,
@@ -85,6 +88,7 @@ def save_checkpoint(
     tokenizer: Tokenizer | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
+    task_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically, replacing an existing checkpoint there.
 
@@ -99,6 +103,8 @@ def save_checkpoint(
             ``trainer_state.json`` (also when only ``optimizer`` is given) with the RNG states
             under ``"rng"`` (captured now, unless ``state`` has them). JSON turns int dict keys
             into strings and tuples into lists.
+        task_tensors: the training task's tensors (a recurrent model's memory), written to
+            ``task_state.safetensors`` when there are any.
 
     Returns:
         ``directory`` as a Path.
@@ -129,7 +135,24 @@ def save_checkpoint(
             save_optimizer_state(optimizer.state_dict(), tmp)
         if state_text is not None:
             (tmp / STATE_FILE).write_text(state_text, encoding="utf-8")
+        if task_tensors:
+            save_file(task_tensors, str(tmp / TASK_STATE_FILE))
     return Path(directory)
+
+
+def load_task_tensors(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The training task's tensors saved with a checkpoint (empty when it saved none).
+
+    Raises:
+        CheckpointError: the file is there but unreadable.
+    """
+    path = Path(directory) / TASK_STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} cannot be read: {error}") from None
 
 
 def load_model(

@@ -54,6 +54,7 @@ TOKENIZER_FILES = tuple(TOKENIZER_KINDS)
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
 OPTIMIZER_JSON_FILE = "optimizer.json"
+TASK_STATE_FILE = "task_state.safetensors"  # e.g. a recurrent model's segment memory
 CHECKPOINT_FILES = frozenset(
     {
         CONFIG_FILE,
@@ -62,6 +63,7 @@ CHECKPOINT_FILES = frozenset(
         STATE_FILE,
         OPTIMIZER_TENSORS_FILE,
         OPTIMIZER_JSON_FILE,
+        TASK_STATE_FILE,
     }
 )
 

@@ -146,7 +146,11 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _resume(self) -> None:
-        from formers.training.checkpoint import list_checkpoints, load_training_state
+        from formers.training.checkpoint import (
+            list_checkpoints,
+            load_task_tensors,
+            load_training_state,
+        )
 
         checkpoints = list_checkpoints(self.run_dir) if self.run_dir.is_dir() else []
         if not checkpoints:
@@ -155,6 +159,7 @@ class Trainer:
                 "before its first checkpoint starts again with --overwrite)"
             )
         state = load_training_state(checkpoints[-1], self.model, self.optimizer)
+        self.task.load_training_tensors(load_task_tensors(checkpoints[-1]))
         self.scheduler.load_state_dict(state.pop("scheduler"))
         scaler_state = state.pop("grad_scaler", None)  # None: not an fp16 run
         if scaler_state is not None:
@@ -216,7 +221,7 @@ class Trainer:
         config = {"model": self.model_config.to_dict(), **self.task.checkpoint_sections()}
         save_checkpoint(
             directory, self.model, config, tokenizer=self.tokenizer, optimizer=self.optimizer,
-            state=state,
+            state=state, task_tensors=self.task.training_tensors(),
         )  # fmt: skip
         if name is None:
             prune_checkpoints(self.run_dir, self.train_cfg.keep_last)

@@ -116,6 +116,20 @@ class Task(ABC):
         config, for the tools that use the checkpoint later (none by default)."""
         return {}
 
+    def training_tensors(self) -> dict[str, Tensor]:
+        """State of the task that a resumed run needs beside the weights and the optimizer
+        (the segment memory of a model that carries one), saved in every checkpoint."""
+        return {}
+
+    def load_training_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Restore what :meth:`training_tensors` gave (an empty dict: nothing was saved)."""
+        if tensors:
+            raise ValueError(
+                f"the checkpoint holds task state ({', '.join(sorted(tensors)[:3])}, ...) that "
+                f"the {self.cfg.task!r} task of this model does not keep: it was saved by "
+                "another recipe"
+            )
+
     def init_options(self, derived: dict[str, Any]) -> dict[str, Any]:
         """Keyword arguments for the family's ``load_hf`` (e.g. the heads to add)."""
         return {}
