@@ -55,6 +55,18 @@ ROWS = [
     ([*GENERATE, "--top-k", "-1"], 2, ["--top-k must be an integer in [0, 1,000,000]"]),
     ([*GENERATE, "--seed", str(2**70)], 2, ["--seed must be an integer in"]),
     (["generate", "--checkpoint", "{translator}", "--prompt", "a"], 2, ["decoder-only", "use"]),
+    ([*GENERATE, "--memory", "0"], 2, ["--memory must be in [1, 100,000]"]),
+    ([*GENERATE, "--memory", "-1"], 2, ["--memory must be in [1, 100,000]"]),
+    ([*GENERATE, "--memory", "8"], 2, ["memory length is for models with segment memory"]),
+    # formers perplexity
+    (["perplexity", "--checkpoint", "{gpt}", "--text", "{text}", "--memory", "-1"], 2,
+     ["--memory must be >= 0"]),
+    (["perplexity", "--checkpoint", "{gpt}", "--text", "{text}", "--memory", "8"], 2,
+     ["--memory and --segment are for models with segment memory"]),
+    (["perplexity", "--checkpoint", "{gpt}", "--text", "{text}", "--valid-fraction", "1"], 2,
+     ["--valid-fraction must be in [0, 1)"]),
+    (["perplexity", "--checkpoint", "{translator}", "--text", "{text}"], 2,
+     ["decoder-only", "use formers translate"]),
     # corrupted or incomplete checkpoints
     ([*TRANSLATE[:2], "{bad_weights}", *TRANSLATE[3:]], 2, ["tensor", "NaN or infinite"]),
     (["generate", "--checkpoint", "{bad_gpt_weights}"], 2, ["tensor", "NaN or infinite"]),

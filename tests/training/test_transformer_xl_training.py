@@ -108,6 +108,10 @@ def test_learns_validates_with_memory_and_runs_from_the_cli(text, tmp_path, caps
                  "--max-new-tokens", "10", "--temperature", "0", "--no-stream"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert out.startswith("to be") and len(out) == len("to be") + 10 + 1  # 10 characters
+    from formers.serve.service import ModelService  # served as its kind is
+
+    served = ModelService.load(best).generate("to be", max_new_tokens=6, temperature=0)
+    assert served["tokens"] == 6 and served["text"].startswith("to be")
     argv = ["perplexity", "--checkpoint", str(best), "--text", str(text), "--json"]
     assert main([*argv, "--valid-fraction", "0.2", "--memory", "0", "8", "--segment", "8"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

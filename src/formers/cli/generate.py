@@ -16,7 +16,11 @@ from formers.cli.families import require_architecture
 from formers.cli.threads import add_threads_option, set_threads
 from formers.device import resolve_device
 from formers.inference.detokenize import IncrementalDecoder
-from formers.inference.generate import check_generate_options, generate_stream
+from formers.inference.generate import (
+    check_generate_options,
+    check_memory_option,
+    generate_stream,
+)
 from formers.inference.layout import use_inference_layout
 
 MAX_MEMORY = 100_000  # positions per layer, as many as --max-new-tokens may add
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer, _ = load_model(args.checkpoint, device=device)
     use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
     require_tokenizer(tokenizer, args.checkpoint, "generating text")
+    check_memory_option(model, args.memory)
     prompt = tokenizer.encode(args.prompt)
     if not prompt and model.bos_id is None:
         raise ValueError(

@@ -71,11 +71,17 @@ def run(args: argparse.Namespace) -> int:
         text = split_text(text, args.valid_fraction)[1]
     model, tokenizer, _ = load_model(args.checkpoint, device=device)
     require_tokenizer(tokenizer, args.checkpoint, "scoring a text")
+    recurrent = isinstance(model, RecurrentLM)
+    if not recurrent and (args.memory is not None or args.segment is not None):
+        raise ValueError(
+            "--memory and --segment are for models with segment memory (transformer_xl); "
+            f"this checkpoint's model reads windows of its context ({model.context_length})"
+        )
     ids = encode_text(tokenizer, text)
     if len(ids) < 2:
         raise ValueError(f"{args.text} has {len(ids)} token(s): nothing to predict")
     rows = []
-    if isinstance(model, RecurrentLM):
+    if recurrent:
         segment = args.segment or model.segment_length
         for memory in args.memory or [model.memory_length]:
             start = time.perf_counter()
@@ -83,11 +89,6 @@ def run(args: argparse.Namespace) -> int:
             rows.append({**result, "segment": segment, "memory": memory,
                          "seconds": round(time.perf_counter() - start, 2)})  # fmt: skip
     else:
-        if args.memory is not None or args.segment is not None:
-            raise ValueError(
-                "--memory and --segment are for models with segment memory (transformer_xl); "
-                f"this checkpoint's model reads windows of its context ({model.context_length})"
-            )
         start = time.perf_counter()
         result = window_loss(
             model, ids, context=model.context_length, batch_size=args.batch_size, device=device

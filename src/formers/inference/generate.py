@@ -46,6 +46,15 @@ def check_generate_options(
         check_option(name, value, label=option_label(name, cli))
 
 
+def check_memory_option(model: DecoderOnlyLM, memory: int | None) -> None:
+    """Raise :class:`ValueError` for a memory length given to a model without segment memory."""
+    if memory is not None and not isinstance(model, RecurrentLM):
+        raise ValueError(
+            f"a memory length is for models with segment memory (transformer_xl); a "
+            f"{type(model).__name__} attends over its context of {model.context_length}"
+        )
+
+
 def _start(model: DecoderOnlyLM, prompt: list[int]) -> list[int]:
     tokens = [int(t) for t in prompt]
     if not tokens:
@@ -106,11 +115,7 @@ def generate_stream(
     """
     check_generate_options(max_new_tokens, temperature, top_k, top_p, seed)
     tokens = _start(model, prompt)
-    if memory is not None and not isinstance(model, RecurrentLM):
-        raise ValueError(
-            f"a memory length is for models with segment memory (transformer_xl); a "
-            f"{type(model).__name__} attends over its context of {model.context_length}"
-        )
+    check_memory_option(model, memory)
     cache = model.new_cache() if memory is None else model.new_cache(memory)
     return _stream(
         model, tokens, cache, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eos
