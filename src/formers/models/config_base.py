@@ -59,6 +59,19 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def require_ids_in_vocabulary(config: object, names: tuple[str, ...] = ("pad_id", "bos_id",
+                              "eos_id")) -> None:  # fmt: skip
+    """Each special id of ``names`` is ``None`` or inside ``[0, config.vocab_size)``."""
+    size = config.vocab_size  # type: ignore[attr-defined]
+    for name in names:
+        value = getattr(config, name)
+        require(
+            value is None or 0 <= value < size,
+            f"{name}={value} is outside the vocabulary [0, {size}); "
+            "use an id the tokenizer has, or None",
+        )
+
+
 def require_choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not supported; choose one of {sorted(choices)}")

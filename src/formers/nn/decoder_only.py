@@ -28,6 +28,17 @@ from formers.nn.recorder import AttentionRecorder
 from formers.nn.stacks import Decoder
 
 
+def check_inputs(tokens: Tensor, mask: Tensor | None) -> None:
+    """Raise :class:`ValueError` unless ``tokens`` are ``(b, t)`` ids and ``mask`` (if any) has
+    their shape."""
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must be (batch, length) ids, got shape {tuple(tokens.shape)}")
+    if mask is not None and mask.shape != tokens.shape:
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}, expected that of the tokens {tuple(tokens.shape)}"
+        )
+
+
 class DecoderOnlyLM(nn.Module):
     """A causal language model: embeddings, a decoder stack without cross-attention, and a
     pre-softmax projection.
@@ -87,13 +98,7 @@ class DecoderOnlyLM(nn.Module):
     def _logits(
         self, tokens: Tensor, *, mask: Tensor | None = None, cache: DecoderCache | None = None
     ) -> Tensor:
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (batch, length) ids, got shape {tuple(tokens.shape)}")
-        if mask is not None and mask.shape != tokens.shape:
-            raise ValueError(
-                f"mask has shape {tuple(mask.shape)}, expected that of the tokens "
-                f"{tuple(tokens.shape)}"
-            )
+        check_inputs(tokens, mask)
         offset = 0 if cache is None else cache.length
         self._check_length(offset + tokens.size(1))
         if cache is not None:  # the cache keeps the keys' padding and positions

@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from formers.nn.attention import MultiHeadAttention
-from formers.nn.decoder_only import DecoderOnlyLM
+from formers.nn.decoder_only import DecoderOnlyLM, check_inputs
 from formers.nn.embeddings import Embeddings
 from formers.nn.kv_cache import row_positions
+from formers.nn.layers import EncoderLayer
 from formers.nn.masks import AttentionMask
 from formers.nn.position_scheme import Positions
 from formers.nn.segment_memory import SegmentMemory
@@ -41,30 +41,15 @@ from formers.nn.stacks import Decoder
 MAX_POSITIONS = 1 << 20
 
 
-class MemoryLayer(nn.Module):
+class MemoryLayer(EncoderLayer):
     """Self-attention over memory + segment, then a feed-forward network (XL's decoder layer).
 
-    Args:
-        self_attn: causal self-attention (with XL's relative position scheme).
-        feed_forward: the position-wise feed-forward network.
-        attn_residual, ff_residual: the residual wrappers (post-norm, as in the paper's code, or
-            pre-norm); the attention's norm also normalizes the memory it reads.
+    The parts of an :class:`~formers.nn.layers.EncoderLayer` (``self_attn`` causal, with XL's
+    relative position scheme; post-norm, as in the paper's code, or pre-norm residuals); the
+    attention's norm also normalizes the memory it reads.
     """
 
     cross_attn = None  # a decoder layer without encoder-decoder attention
-
-    def __init__(
-        self,
-        self_attn: MultiHeadAttention,
-        feed_forward: nn.Module,
-        attn_residual: nn.Module,
-        ff_residual: nn.Module,
-    ) -> None:
-        super().__init__()
-        self.self_attn = self_attn
-        self.feed_forward = feed_forward
-        self.attn_residual = attn_residual
-        self.ff_residual = ff_residual
 
     def forward(
         self,
@@ -165,13 +150,7 @@ class RecurrentLM(DecoderOnlyLM):
         Returns:
             ``(b, t, V)`` logits.
         """
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (batch, length) ids, got shape {tuple(tokens.shape)}")
-        if mask is not None and mask.shape != tokens.shape:
-            raise ValueError(
-                f"mask has shape {tuple(mask.shape)}, expected that of the tokens "
-                f"{tuple(tokens.shape)}"
-            )
+        check_inputs(tokens, mask)
         return self._segment(tokens, mask, memory)
 
     def _logits(

@@ -14,6 +14,7 @@ from formers.models.config_base import (
     check_types,
     require,
     require_choice,
+    require_ids_in_vocabulary,
 )
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
@@ -108,13 +109,7 @@ class GPTConfig(DictConfig):
                 f"rotary positions need an even head dim (d_model / num_heads), got "
                 f"{self.head_dim}",
             )
-        for name in ("pad_id", "bos_id", "eos_id"):
-            value = getattr(self, name)
-            require(
-                value is None or 0 <= value < self.vocab_size,
-                f"{name}={value} is outside the vocabulary [0, {self.vocab_size}); "
-                "use an id the tokenizer has, or None",
-            )
+        require_ids_in_vocabulary(self)
 
     @property
     def kv_heads(self) -> int:

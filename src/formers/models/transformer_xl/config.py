@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from formers.models.config_base import DictConfig, check_types, require, require_choice
+from formers.models.config_base import (
+    DictConfig,
+    check_types,
+    require,
+    require_choice,
+    require_ids_in_vocabulary,
+)
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
 from formers.nn.norms import NORMS
@@ -89,13 +95,7 @@ class TransformerXLConfig(DictConfig):
         require_choice("activation", self.activation, FEED_FORWARD_KINDS)
         require_choice("norm", self.norm, NORMS)
         require_choice("kernel", self.kernel, KERNELS)
-        for name in ("pad_id", "bos_id", "eos_id"):
-            value = getattr(self, name)
-            require(
-                value is None or 0 <= value < self.vocab_size,
-                f"{name}={value} is outside the vocabulary [0, {self.vocab_size}); "
-                "use an id the tokenizer has, or None",
-            )
+        require_ids_in_vocabulary(self)
 
     @property
     def dim_per_head(self) -> int:
