@@ -109,7 +109,7 @@ class Family:
         if not self.hf_model_types:
             raise ConfigError(
                 f"the {self.name!r} family has no Hugging Face counterpart to convert from or "
-                f"to (Hugging Face reads: {', '.join(_converted())})"
+                f"to; formers converts the families {', '.join(_converted())}"
             )
         return importlib.import_module(f"{self.package}.convert")
 
