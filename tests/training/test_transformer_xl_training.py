@@ -108,6 +108,9 @@ def test_learns_validates_with_memory_and_runs_from_the_cli(text, tmp_path, caps
                  "--max-new-tokens", "10", "--temperature", "0", "--no-stream"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert out.startswith("to be") and len(out) == len("to be") + 10 + 1  # 10 characters
+    page = tmp_path / "attention.html"  # draws the attention it computes, relative terms in
+    assert main(["attention", "--checkpoint", str(best), "--src", "to be", "--out", str(page)]) == 0
+    assert page.stat().st_size > 1000 and "wrote" in capsys.readouterr().out
     from formers.serve.service import ModelService  # served as its kind is
 
     served = ModelService.load(best).generate("to be", max_new_tokens=6, temperature=0)
