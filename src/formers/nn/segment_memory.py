@@ -104,7 +104,7 @@ class SegmentMemory:
 
     def tensors(self, prefix: str = "memory") -> dict[str, Tensor]:
         """The memory as named tensors (for safetensors); empty while it is empty."""
-        if self.layers is None:
+        if self.length == 0:
             return {}
         out = {f"{prefix}.{i}": x.contiguous() for i, x in enumerate(self.layers)}
         if self.keys is not None:
