@@ -45,6 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from formers.device import resolve_device
+from formers.nn.model_output import AuxiliaryLosses
 from formers.training.config import ExperimentConfig
 from formers.training.distributed import Distributed, unused_parameters
 from formers.training.interrupt import deferred_interrupt
@@ -230,10 +231,15 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------
 
     def _loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """The task's ``(loss_sum, nll_sum)`` of a batch, under autocast when configured."""
+        """The task's ``(loss_sum, nll_sum)`` of a batch, under autocast when configured, plus
+        the auxiliary losses its modules added (:mod:`formers.nn.model_output`), each a mean
+        per unit, so counted ``batch.count`` times in the sum."""
         dtype = self.dtype or torch.float32
-        with torch.autocast(self.device.type, dtype, enabled=bool(self.dtype)):
-            return self.task.loss(model, batch)
+        autocast = torch.autocast(self.device.type, dtype, enabled=bool(self.dtype))
+        with autocast, AuxiliaryLosses() as aux:
+            loss, nll = self.task.loss(model, batch)
+        extra = aux.total()
+        return (loss, nll) if extra is None else (loss + extra * batch.count, nll)
 
     def _train_step(self, group: list[Any]) -> dict[str, float]:
         """One update from ``group`` (this rank's share of the step's batches); the statistics

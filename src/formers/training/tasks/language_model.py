@@ -36,6 +36,7 @@ from formers.inference.perplexity import (
     window_chunks,
     window_sums,
 )
+from formers.nn.model_output import run_model
 from formers.nn.recurrent_lm import RecurrentLM
 from formers.training.distributed import Distributed
 from formers.training.losses import summed_cross_entropy
@@ -168,7 +169,7 @@ class LanguageModelTask(Task):
         if self.recurrent:
             if bool(batch.tensors["first"]):
                 self.memory.reset()
-            logits = model(batch.tensors["x"], memory=self.memory)  # (b, T, V)
+            logits = run_model(model, batch.tensors["x"], memory=self.memory).logits  # (b, T, V)
         else:
             logits = model(batch.tensors["x"])  # (b, T, V)
         y = batch.tensors["y"].flatten()
