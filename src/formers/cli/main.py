@@ -17,6 +17,7 @@ from formers.cli import (
     generate,
     info,
     perplexity,
+    plot,
     predict,
     serve,
     train,
@@ -26,8 +27,7 @@ from formers.cli import (
 # in the order `formers --help` lists them
 COMMANDS = (
     demo, train, info, translate, generate, predict, attention, serve, evaluate, perplexity,
-    average,
-    convert, data,
+    average, plot, convert, data,
 )  # fmt: skip
 
 
