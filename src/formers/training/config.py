@@ -166,6 +166,7 @@ class TrainConfig:
     valid_batches: int = 0  # lm: validate on this many batches (0: the whole validation text)
     patience: int = 0  # validations without improvement before stopping; 0: never
     keep_last: int = 5
+    tensorboard: bool = False  # also write TensorBoard event files to RUN_DIR/tensorboard
 
     def __post_init__(self) -> None:
         check_types(self)

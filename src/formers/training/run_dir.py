@@ -42,6 +42,7 @@ from formers.training.checkpoint_io import (
 )
 
 LOG_FILE = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 EXPERIMENT_FILE = "experiment.json"
 RUN_FILES = (EXPERIMENT_FILE, LOG_FILE, *TOKENIZER_FILES)  # with checkpoints/: a run's own
 
@@ -54,9 +55,10 @@ def previous_run(run_dir: str | os.PathLike) -> list[str]:
     """The files and folders of a previous run in ``run_dir`` (empty: none)."""
     run = Path(run_dir)
     found = [name for name in RUN_FILES if (run / name).exists()]
-    checkpoints = run / CHECKPOINTS_DIR
-    if checkpoints.is_dir() and any(checkpoints.iterdir()):
-        found.append(f"{CHECKPOINTS_DIR}/")
+    for folder in (CHECKPOINTS_DIR, TENSORBOARD_DIR):  # TensorBoard's event files, if any
+        path = run / folder
+        if path.is_dir() and any(path.iterdir()):
+            found.append(f"{folder}/")
     return found
 
 

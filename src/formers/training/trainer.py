@@ -53,6 +53,7 @@ from formers.training.optim import autocast_dtype, build_optimizer
 from formers.training.run_dir import LOG_FILE, check_run_directory, prepare_run
 from formers.training.schedules import lr_lambda
 from formers.training.tasks import make_task
+from formers.training.tensorboard import TensorBoardLog, require_tensorboard
 
 
 class DivergedError(ArithmeticError):
@@ -83,8 +84,11 @@ class Trainer:
         overwrite: bool = False, progress: bool = True, distributed: Distributed | None = None,
     ) -> None:  # fmt: skip
         self.cfg, self.run_dir = config, Path(run_dir)
+        self._tensorboard: TensorBoardLog | None = None  # [train] tensorboard: rank 0's events
         # every process checks before the process group exists: nothing is written yet
         check_run_directory(self.run_dir, resume=resume, overwrite=overwrite)
+        if config.train.tensorboard:
+            require_tensorboard()  # before --overwrite deletes anything
         self.dist = distributed or Distributed.from_env()
         self.progress = progress and self.dist.is_main
         # "seconds": wall time spent in fit() (training and validation), summed over resumes
@@ -109,6 +113,8 @@ class Trainer:
                 (self.run_dir / "experiment.json").write_text(
                     json.dumps(config.to_dict(), indent=2)
                 )
+                if self.train_cfg.tensorboard:
+                    self._tensorboard = TensorBoardLog(self.run_dir)
             self.task = make_task(config, self.run_dir, self.device, self._log)
         if self.dist.rank > 0:  # its own dropout; DDP gives it rank 0's initial weights
             self._seed(self.train_cfg.seed + self.dist.rank)
@@ -197,6 +203,8 @@ class Trainer:
             record["seconds"] = round(self.state["seconds"], 1)
         with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            self._tensorboard.write(record)
 
     def save(self, name: str | None = None) -> Path:
         """Checkpoint the current step as ``checkpoints/step_N`` (or ``checkpoints/NAME``).
@@ -375,6 +383,8 @@ class Trainer:
                     self.validate()  # the final weights, when the last step fell between checks
         finally:
             bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.writer.flush()
         if self._stopping():
             path = self.save()
             self.dist.barrier()
