@@ -20,7 +20,9 @@ route                    answer
                          and head; :meth:`formers.viz.AttentionRecord.to_dict`)
 =======================  ==================================================================
 
-Only the task of the loaded model is answered; the others give 404 naming the right one.
+Only the task of the loaded model is answered; the others give 404 naming the right one. With an
+API key (:mod:`formers.serve.auth`), every route but ``GET /health`` and the page needs
+``Authorization: Bearer KEY`` (401 without it).
 Errors are JSON ``{"detail": message}``: 400 malformed JSON or a bad value (an empty text),
 411 a body without Content-Length, 413 too much (characters, tokens, texts, body bytes),
 415 a body that is not ``application/json``, 422 a field of the wrong type or an unknown field
@@ -40,6 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.datastructures import Headers
 
+from formers.serve.auth import BearerAuth
 from formers.serve.limits import RequestError
 from formers.serve.page import server_page
 from formers.serve.service import ModelService
@@ -100,13 +103,17 @@ class AttentionRequest(_Request):
     beam: int | None = None  # None: as /translate's default
 
 
-def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> FastAPI:
+def create_app(
+    service: ModelService, *, max_body_bytes: int | None = None, api_key: str | None = None
+) -> FastAPI:
     """The app serving ``service``.
 
     Args:
         service: the loaded model and its limits.
         max_body_bytes: refuse (413) larger request bodies; default: room for ``max_batch``
             texts of ``max_chars`` characters each, JSON-escaped, plus 64 KiB.
+        api_key: require ``Authorization: Bearer KEY`` on every route but ``GET /health`` and
+            the page (:mod:`formers.serve.auth`); ``None``: no key.
     """
     limits = service.limits
     max_body = max_body_bytes or limits.max_batch * limits.max_chars * 6 + 65536
@@ -117,6 +124,8 @@ def create_app(service: ModelService, *, max_body_bytes: int | None = None) -> F
     page = server_page()
 
     app.add_middleware(BodyCheck, max_body=max_body)
+    if api_key is not None:  # added last, so it runs first: a refusal before any other check
+        app.add_middleware(BearerAuth, key=api_key)
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, error: RequestError) -> JSONResponse:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,8 +116,11 @@ class ModelService:
         device: str = "cpu",
         limits: Limits | None = None,
         batching: bool = True,
+        show_path: bool = False,
     ) -> ModelService:
         """Load ``checkpoint`` (any family) onto ``device``; see the class for the options.
+        ``GET /health`` names the checkpoint by its folder's name, or by its absolute path on
+        the server with ``show_path`` (which a client has no business knowing by default).
 
         Raises:
             CheckpointError: a missing or broken checkpoint.
@@ -129,7 +133,9 @@ class ModelService:
         model, tokenizer, config = load_model(checkpoint, device=resolve_device(device))
         use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
         require_tokenizer(tokenizer, checkpoint, "serving")
-        return cls(model, tokenizer, config, limits=limits, name=str(checkpoint), batching=batching)
+        path = Path(checkpoint).resolve()
+        name = str(path) if show_path else path.name
+        return cls(model, tokenizer, config, limits=limits, name=name, batching=batching)
 
     def _model_token_limit(self, model_config: dict[str, Any]) -> int:
         if self.kind == "decoder-only":

@@ -55,13 +55,23 @@
     },
   };
 
+  // the server's API key (formers serve --api-key), asked once and kept for this tab
+  let apiKey = sessionStorage.getItem("formers-api-key") || "";
+
   // the response to a GET (no body) or a JSON POST; a refusal throws with the server's detail
-  async function send(path, body) {
+  async function send(path, body, asked) {
+    const headers = { "Content-Type": "application/json" };
+    if (apiKey) headers.Authorization = "Bearer " + apiKey;
     const response = await fetch(path, {
       method: body === undefined ? "GET" : "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    if (response.status === 401 && !asked) {  // ask for the key, then try once more
+      apiKey = window.prompt("This server needs its API key:") || "";
+      sessionStorage.setItem("formers-api-key", apiKey);
+      if (apiKey) return send(path, body, true);
+    }
     if (!response.ok) {
       const answer = await response.json();
       throw new Error(response.status + ": " + (answer.detail || response.statusText));
