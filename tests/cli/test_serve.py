@@ -384,3 +384,15 @@ def test_a_client_that_leaves_a_stream_frees_the_model(char_gpt):
             answer = client.post("/generate", json={"prompt": "hello", "max_new_tokens": 3})
             assert answer.status_code == 200 and answer.json()["tokens"] == 3
             assert time.monotonic() - start < 20
+
+
+def test_the_tokenizer_runs_once_per_served_text(spm_translator, reference):
+    service = ModelService.load(spm_translator, limits=LIMITS)
+    calls = []
+    encode = service.tokenizer.encode
+    service.tokenizer.encode = lambda text, **options: calls.append(text) or encode(text, **options)
+    answer = service.translate(SENTENCES[:3], beam=2)
+    assert sorted(calls) == sorted(SENTENCES[:3])  # once each: checking the request
+    model, tokenizer = reference
+    expected = translate(model, tokenizer, SENTENCES[:3], beam=2, lenpen=0.6)
+    assert [t["text"] for t in answer["translations"]] == [h[0].text for h in expected]

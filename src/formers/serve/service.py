@@ -227,8 +227,9 @@ class ModelService:
         An option left ``None`` is the checkpoint recipe's (``self.decode``)."""
         self.require_task("translate")
         o = self._search_options(beam=beam, lenpen=lenpen, lenpen_form=lenpen_form)
-        self.check_texts(texts)
-        found = self.batcher.submit(texts, (o["beam"], float(o["lenpen"]), o["lenpen_form"]))
+        ids = self.check_texts(texts)  # each text is tokenized here, once
+        items = list(zip(texts, ids, strict=True))
+        found = self.batcher.submit(items, (o["beam"], float(o["lenpen"]), o["lenpen_form"]))
         return {
             "translations": [
                 {"text": t.text, "score": t.score, "truncated": t.truncated} for t in found
@@ -259,13 +260,15 @@ class ModelService:
                 f"{name} {value} is over this server's limit of {limit} ({flag})", status=413
             )
 
-    def _translate_batch(self, texts: list[str], options: tuple[int, float, str]) -> list[Any]:
+    def _translate_batch(
+        self, items: list[tuple[str, list[int]]], options: tuple[int, float, str]
+    ) -> list[Any]:
         from formers.inference.translate import translate
 
         beam, lenpen, form = options
-        found = translate(
-            self.model, self.tokenizer, texts, beam=beam, lenpen=lenpen, lenpen_form=form
-        )
+        texts = [text for text, _ in items]
+        tokenizer = _Encoded(self.tokenizer, dict(items))  # the ids check_texts made
+        found = translate(self.model, tokenizer, texts, beam=beam, lenpen=lenpen, lenpen_form=form)
         return [hypotheses[0] for hypotheses in found]
 
     def generate(self, prompt: str, **options: Any) -> dict:
@@ -398,3 +401,19 @@ class ModelService:
         with self._lock, torch.inference_mode():
             record = capture_attention(self.model, self.tokenizer, text, tgt, **decode)
         return record.to_dict()
+
+
+class _Encoded:
+    """A tokenizer that knows the ids of some texts already (a served text is tokenized once,
+    when its request is checked); everything else is the tokenizer's own."""
+
+    def __init__(self, tokenizer: Any, known: dict[str, list[int]]) -> None:
+        self._tokenizer, self._known = tokenizer, known
+
+    def encode(self, text: str, **options: Any) -> list[int]:
+        if not options and text in self._known:
+            return list(self._known[text])
+        return self._tokenizer.encode(text, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
