@@ -386,13 +386,32 @@ def test_a_client_that_leaves_a_stream_frees_the_model(char_gpt):
             assert time.monotonic() - start < 20
 
 
-def test_the_tokenizer_runs_once_per_served_text(spm_translator, reference):
-    service = ModelService.load(spm_translator, limits=LIMITS)
+def _count_encodes(service):
     calls = []
     encode = service.tokenizer.encode
     service.tokenizer.encode = lambda text, **options: calls.append(text) or encode(text, **options)
+    return calls
+
+
+def test_the_tokenizer_runs_once_per_served_text(spm_translator, reference, bert_classifier,
+                                                 bert_mlm):  # fmt: skip
+    service = ModelService.load(spm_translator, limits=LIMITS)
+    calls = _count_encodes(service)
     answer = service.translate(SENTENCES[:3], beam=2)
     assert sorted(calls) == sorted(SENTENCES[:3])  # once each: checking the request
     model, tokenizer = reference
     expected = translate(model, tokenizer, SENTENCES[:3], beam=2, lenpen=0.6)
     assert [t["text"] for t in answer["translations"]] == [h[0].text for h in expected]
+    texts = ["a gripping film", "dull and long"]
+    service = ModelService.load(bert_classifier)
+    calls = _count_encodes(service)
+    answer = service.classify(texts)
+    assert sorted(calls) == sorted(texts)
+    model, tokenizer, _ = load_model(bert_classifier)
+    probabilities = classify(model, tokenizer, texts)
+    served = np.array([p["probabilities"] for p in answer["predictions"]])
+    np.testing.assert_allclose(served, probabilities.numpy(), atol=1e-6)
+    service = ModelService.load(bert_mlm)
+    calls = _count_encodes(service)
+    service.fill(["a [MASK] film"])
+    assert calls == ["a [MASK] film"]

@@ -23,7 +23,7 @@ Result = TypeVar("Result")
 
 @dataclass
 class _Pending(Generic[Result]):
-    texts: list[str]
+    texts: list[Any]  # what run reads: texts (the server sends (text, ids) pairs)
     options: Hashable
     done: threading.Event = field(default_factory=threading.Event)
     results: list[Result] | None = None
@@ -44,7 +44,7 @@ class MicroBatcher(Generic[Result]):
 
     def __init__(
         self,
-        run: Callable[[list[str], Any], Sequence[Result]],
+        run: Callable[[list[Any], Any], Sequence[Result]],
         *,
         lock: threading.Lock,
         max_texts: int = 64,
@@ -57,7 +57,7 @@ class MicroBatcher(Generic[Result]):
         self._worker.start()
         self.batches = 0  # calls of run so far (for tests and logs)
 
-    def submit(self, texts: Sequence[str], options: Hashable = ()) -> list[Result]:
+    def submit(self, texts: Sequence[Any], options: Hashable = ()) -> list[Result]:
         """Queue ``texts``; block until their results are ready and return them, in order.
 
         Raises:

@@ -227,14 +227,17 @@ class ModelService:
         An option left ``None`` is the checkpoint recipe's (``self.decode``)."""
         self.require_task("translate")
         o = self._search_options(beam=beam, lenpen=lenpen, lenpen_form=lenpen_form)
-        ids = self.check_texts(texts)  # each text is tokenized here, once
-        items = list(zip(texts, ids, strict=True))
-        found = self.batcher.submit(items, (o["beam"], float(o["lenpen"]), o["lenpen_form"]))
+        found = self._submit(texts, (o["beam"], float(o["lenpen"]), o["lenpen_form"]))
         return {
             "translations": [
                 {"text": t.text, "score": t.score, "truncated": t.truncated} for t in found
             ]
         }
+
+    def _submit(self, texts: Sequence[str], options: tuple = ()) -> list[Any]:
+        """Check ``texts`` (tokenizing each, once) and run them in the batcher with their ids."""
+        ids = self.check_texts(texts)
+        return self.batcher.submit(list(zip(texts, ids, strict=True)), options)
 
     def _search_options(self, **given: Any) -> dict[str, Any]:
         """``beam``, ``lenpen`` and ``lenpen_form`` for a translation: each given (not
@@ -266,8 +269,7 @@ class ModelService:
         from formers.inference.translate import translate
 
         beam, lenpen, form = options
-        texts = [text for text, _ in items]
-        tokenizer = _Encoded(self.tokenizer, dict(items))  # the ids check_texts made
+        tokenizer, texts = _unpack(self.tokenizer, items)
         found = translate(self.model, tokenizer, texts, beam=beam, lenpen=lenpen, lenpen_form=form)
         return [hypotheses[0] for hypotheses in found]
 
@@ -335,26 +337,24 @@ class ModelService:
     def classify(self, texts: Sequence[str]) -> dict:
         """``{"predictions": [{"label", "probabilities"}, ...]}`` in the order of ``texts``."""
         self.require_task("classify")
-        self.check_texts(texts)
-        probs = self.batcher.submit(texts)
+        probs = self._submit(texts)
         return {
             "predictions": [
                 {"label": int(row.argmax()), "probabilities": row.tolist()} for row in probs
             ]
         }
 
-    def _classify_batch(self, texts: list[str], options: tuple) -> list[Any]:
+    def _classify_batch(self, items: list[tuple[str, list[int]]], options: tuple) -> list[Any]:
         from formers.inference.encoder import classify
 
-        return list(classify(self.model, self.tokenizer, texts))
+        return list(classify(self.model, *_unpack(self.tokenizer, items)))
 
     def fill(self, texts: Sequence[str], *, top_k: int = 5) -> dict:
         """``{"fills": [{"text", "masks": [[{"token", "probability"}, ...]]}, ...]}``."""
         self.require_task("fill")
         if not 1 <= top_k <= 100:
             raise RequestError(f"top_k must be in [1, 100], got {top_k}")
-        self.check_texts(texts)
-        filled = self.batcher.submit(texts, (top_k,))
+        filled = self._submit(texts, (top_k,))
         return {
             "fills": [
                 {"text": f.text,
@@ -363,21 +363,20 @@ class ModelService:
             ]
         }  # fmt: skip
 
-    def _fill_batch(self, texts: list[str], options: tuple[int]) -> list[Any]:
+    def _fill_batch(self, items: list[tuple[str, list[int]]], options: tuple[int]) -> list[Any]:
         from formers.inference.encoder import fill_masks
 
-        return fill_masks(self.model, self.tokenizer, texts, top_k=options[0])
+        return fill_masks(self.model, *_unpack(self.tokenizer, items), top_k=options[0])
 
     def embed(self, texts: Sequence[str]) -> dict:
         """``{"embeddings": [[...], ...]}``: mean-pooled, L2-normalized sentence embeddings."""
         self.require_task("embed")
-        self.check_texts(texts)
-        return {"embeddings": [row.tolist() for row in self.batcher.submit(texts)]}
+        return {"embeddings": [row.tolist() for row in self._submit(texts)]}
 
-    def _embed_batch(self, texts: list[str], options: tuple) -> list[Any]:
+    def _embed_batch(self, items: list[tuple[str, list[int]]], options: tuple) -> list[Any]:
         from formers.inference.encoder import embed
 
-        return list(embed(self.model, self.tokenizer, texts))
+        return list(embed(self.model, *_unpack(self.tokenizer, items)))
 
     def attention(self, text: str, tgt: str | None = None, *, beam: int | None = None) -> dict:
         """Every layer's and head's attention on ``text`` (:meth:`AttentionRecord.to_dict`).
@@ -403,6 +402,11 @@ class ModelService:
         return record.to_dict()
 
 
+def _unpack(tokenizer: Any, items: list[tuple[str, list[int]]]) -> tuple[_Encoded, list[str]]:
+    """A tokenizer that knows the ids of a batch's texts, and the texts."""
+    return _Encoded(tokenizer, dict(items)), [text for text, _ in items]
+
+
 class _Encoded:
     """A tokenizer that knows the ids of some texts already (a served text is tokenized once,
     when its request is checked); everything else is the tokenizer's own."""
@@ -410,10 +414,13 @@ class _Encoded:
     def __init__(self, tokenizer: Any, known: dict[str, list[int]]) -> None:
         self._tokenizer, self._known = tokenizer, known
 
-    def encode(self, text: str, **options: Any) -> list[int]:
-        if not options and text in self._known:
-            return list(self._known[text])
-        return self._tokenizer.encode(text, **options)
+    def encode(self, text: str, *, max_length: int | None = None) -> list[int]:
+        ids = self._known.get(text)
+        if ids is not None and (max_length is None or len(ids) <= max_length):
+            return list(ids)  # a cut (a text over max_length) is the tokenizer's to make
+        if max_length is None:
+            return self._tokenizer.encode(text)
+        return self._tokenizer.encode(text, max_length=max_length)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tokenizer, name)
