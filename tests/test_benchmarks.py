@@ -67,7 +67,8 @@ def test_attention_capture_writes_json(tmp_path):
             assert all(x > 0 for x in r["ratios"][stat].values())
 
 
-def test_serve_throughput_writes_json(tmp_path):
+def _tiny_translator(tmp_path):
+    """A tiny translation checkpoint and three sentences for the serving benchmarks."""
     pytest.importorskip("fastapi", reason="needs pip install 'formers[serve]'")
     pytest.importorskip("uvicorn", reason="needs pip install 'formers[serve]'")
     from formers.data.tokenizer import Tokenizer
@@ -83,10 +84,15 @@ def test_serve_throughput_writes_json(tmp_path):
     )  # fmt: skip
     save_checkpoint(tmp_path / "ckpt", build_transformer(cfg), cfg.to_dict(), tokenizer=tokenizer)
     (tmp_path / "input.txt").write_text("\n".join(texts[:3]) + "\n", encoding="utf-8")
+    return tmp_path / "ckpt", tmp_path / "input.txt"
+
+
+def test_serve_throughput_writes_json(tmp_path):
+    checkpoint, sentences = _tiny_translator(tmp_path)
     out = tmp_path / "result.json"
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "serve_throughput.py"), "--checkpoint",
-        str(tmp_path / "ckpt"), "--input", str(tmp_path / "input.txt"), "--requests", "12",
+        str(checkpoint), "--input", str(sentences), "--requests", "12",
         "--concurrency", "6", "--beam", "2", "--threads", "1", "--out", str(out),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
@@ -132,3 +138,17 @@ def test_relative_skew_writes_json(tmp_path):
         assert explicit["relative_embeddings_mb"] == pytest.approx(
             skew["relative_embeddings_mb"] * row["length"], rel=0.05
         )  # L x L x D against L x D
+
+
+def test_serve_load_writes_json(tmp_path):
+    checkpoint, sentences = _tiny_translator(tmp_path)
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), "--checkpoint",
+        str(checkpoint), "--input", str(sentences), "--sentences", "3", "--clients", "3",
+        "--seconds", "2", "--beam", "2", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    r = json.loads(out.read_text())["results"]
+    assert r["answered"] > 0 and r["dropped"] == 0 and r["wrong"] == 0
+    assert r["latency_p99_s"] >= r["latency_p95_s"] >= r["latency_p50_s"] > 0
