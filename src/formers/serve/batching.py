@@ -112,3 +112,30 @@ class MicroBatcher(Generic[Result]):
             pending.results = results[start : start + len(pending.texts)]
             start += len(pending.texts)
             pending.done.set()
+
+
+def unpack_encoded(
+    tokenizer: Any, items: list[tuple[str, list[int]]]
+) -> tuple[_Encoded, list[str]]:
+    """A tokenizer that knows the ids of a batch's ``(text, ids)`` items, and the texts (the
+    server tokenizes each text once, when it checks the request)."""
+    return _Encoded(tokenizer, dict(items)), [text for text, _ in items]
+
+
+class _Encoded:
+    """A tokenizer that knows the ids of some texts already (a served text is tokenized once,
+    when its request is checked); everything else is the tokenizer's own."""
+
+    def __init__(self, tokenizer: Any, known: dict[str, list[int]]) -> None:
+        self._tokenizer, self._known = tokenizer, known
+
+    def encode(self, text: str, *, max_length: int | None = None) -> list[int]:
+        ids = self._known.get(text)
+        if ids is not None and (max_length is None or len(ids) <= max_length):
+            return list(ids)  # a cut (a text over max_length) is the tokenizer's to make
+        if max_length is None:
+            return self._tokenizer.encode(text)
+        return self._tokenizer.encode(text, max_length=max_length)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)

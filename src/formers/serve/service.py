@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from formers.decoding.options import check_option
-from formers.serve.batching import MicroBatcher
+from formers.serve.batching import MicroBatcher, unpack_encoded
 from formers.serve.limits import Limits, RequestError
 from formers.training.config import recipe_decode
 
@@ -269,7 +269,7 @@ class ModelService:
         from formers.inference.translate import translate
 
         beam, lenpen, form = options
-        tokenizer, texts = _unpack(self.tokenizer, items)
+        tokenizer, texts = unpack_encoded(self.tokenizer, items)
         found = translate(self.model, tokenizer, texts, beam=beam, lenpen=lenpen, lenpen_form=form)
         return [hypotheses[0] for hypotheses in found]
 
@@ -347,7 +347,7 @@ class ModelService:
     def _classify_batch(self, items: list[tuple[str, list[int]]], options: tuple) -> list[Any]:
         from formers.inference.encoder import classify
 
-        return list(classify(self.model, *_unpack(self.tokenizer, items)))
+        return list(classify(self.model, *unpack_encoded(self.tokenizer, items)))
 
     def fill(self, texts: Sequence[str], *, top_k: int = 5) -> dict:
         """``{"fills": [{"text", "masks": [[{"token", "probability"}, ...]]}, ...]}``."""
@@ -366,7 +366,7 @@ class ModelService:
     def _fill_batch(self, items: list[tuple[str, list[int]]], options: tuple[int]) -> list[Any]:
         from formers.inference.encoder import fill_masks
 
-        return fill_masks(self.model, *_unpack(self.tokenizer, items), top_k=options[0])
+        return fill_masks(self.model, *unpack_encoded(self.tokenizer, items), top_k=options[0])
 
     def embed(self, texts: Sequence[str]) -> dict:
         """``{"embeddings": [[...], ...]}``: mean-pooled, L2-normalized sentence embeddings."""
@@ -376,7 +376,7 @@ class ModelService:
     def _embed_batch(self, items: list[tuple[str, list[int]]], options: tuple) -> list[Any]:
         from formers.inference.encoder import embed
 
-        return list(embed(self.model, *_unpack(self.tokenizer, items)))
+        return list(embed(self.model, *unpack_encoded(self.tokenizer, items)))
 
     def attention(self, text: str, tgt: str | None = None, *, beam: int | None = None) -> dict:
         """Every layer's and head's attention on ``text`` (:meth:`AttentionRecord.to_dict`).
@@ -400,27 +400,3 @@ class ModelService:
         with self._lock, torch.inference_mode():
             record = capture_attention(self.model, self.tokenizer, text, tgt, **decode)
         return record.to_dict()
-
-
-def _unpack(tokenizer: Any, items: list[tuple[str, list[int]]]) -> tuple[_Encoded, list[str]]:
-    """A tokenizer that knows the ids of a batch's texts, and the texts."""
-    return _Encoded(tokenizer, dict(items)), [text for text, _ in items]
-
-
-class _Encoded:
-    """A tokenizer that knows the ids of some texts already (a served text is tokenized once,
-    when its request is checked); everything else is the tokenizer's own."""
-
-    def __init__(self, tokenizer: Any, known: dict[str, list[int]]) -> None:
-        self._tokenizer, self._known = tokenizer, known
-
-    def encode(self, text: str, *, max_length: int | None = None) -> list[int]:
-        ids = self._known.get(text)
-        if ids is not None and (max_length is None or len(ids) <= max_length):
-            return list(ids)  # a cut (a text over max_length) is the tokenizer's to make
-        if max_length is None:
-            return self._tokenizer.encode(text)
-        return self._tokenizer.encode(text, max_length=max_length)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tokenizer, name)

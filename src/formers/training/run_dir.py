@@ -16,6 +16,16 @@ The policies (the README's "Checkpoints" paragraph states them too):
   the step checkpoint records the step of its best validation, and ``best`` is copied again
   from that step's checkpoint); and ``log.jsonl``: records of steps after the checkpoint (they
   will be trained again, and logged again) and a torn last line are dropped.
+
+A run directory holds::
+
+    experiment.json        the resolved configuration
+    tokenizer.model        the tokenizer (or chars.json / tokenizer.json), made on the first start
+    log.jsonl              one JSON object per logged step and per validation, each with the
+                           time (UTC) and the training wall seconds so far (summed over resumes)
+    cache/                 encoded data
+    checkpoints/step_N/    checkpoints (see formers.training.checkpoint); checkpoints/best/
+    tensorboard/           TensorBoard event files, with [train] tensorboard = true
 """
 
 from __future__ import annotations

@@ -18,14 +18,7 @@ one process with ``update_freq`` N); an epoch's tail too short for a step is dro
 Rank 0 alone writes the run directory; each rank validates every N-th batch (and sentence) and
 the sums are all-reduced, so all ranks get the whole set's metrics and agree on stopping.
 
-A run directory holds::
-
-    experiment.json        the resolved configuration
-    tokenizer.model        the tokenizer (or chars.json / tokenizer.json), made on the first start
-    log.jsonl              one JSON object per logged step and per validation, each with the
-                           time (UTC) and the training wall seconds so far (summed over resumes)
-    cache/                 encoded data
-    checkpoints/step_N/    checkpoints (see formers.training.checkpoint); checkpoints/best/
+What a run directory holds: :mod:`formers.training.run_dir`.
 """
 
 from __future__ import annotations
