@@ -53,7 +53,8 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         if not line:
             break
         found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
-        if found:
+        if found:  # keep reading its log (one line a request), or a full pipe would stall it
+            threading.Thread(target=server.stdout.read, daemon=True).start()
             return server, found.group(1)
     server.kill()
     raise SystemExit("formers serve did not start")
@@ -139,7 +140,10 @@ def main() -> None:
         wall, latencies, dropped, wrong = load(url, args, sentences, expected)
     finally:
         server.terminate()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
     answered = len(latencies)
     result: dict[str, Any] = {
         "benchmark": "serve_load",

@@ -25,6 +25,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,7 +59,8 @@ def start_server(args: argparse.Namespace, batching: bool) -> tuple[subprocess.P
         if not line:
             break
         found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
-        if found:
+        if found:  # keep reading its log (one line a request), or a full pipe would stall it
+            threading.Thread(target=server.stdout.read, daemon=True).start()
             return server, found.group(1)
     server.kill()
     raise SystemExit("formers serve did not start")
