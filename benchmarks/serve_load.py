@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -35,29 +32,9 @@ from typing import Any
 import httpx
 import torch
 from common import ROOT, device_info, git_info, load_average, write_result
-from serve_throughput import read_sentences
+from serve_throughput import read_sentences, start_server, stop_server
 
 KEY = "load-test-key"
-
-
-def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
-    command = [
-        sys.executable, "-m", "formers.cli.main", "serve", "--checkpoint", str(args.checkpoint),
-        "--port", "0", "--threads", str(args.threads), "--max-batch", str(args.clients),
-        "--api-key", KEY,
-    ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = server.stdout.readline()
-        if not line:
-            break
-        found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
-        if found:  # keep reading its log (one line a request), or a full pipe would stall it
-            threading.Thread(target=server.stdout.read, daemon=True).start()
-            return server, found.group(1)
-    server.kill()
-    raise SystemExit("formers serve did not start")
 
 
 def references(args: argparse.Namespace, sentences: list[str]) -> dict[str, str]:
@@ -132,18 +109,14 @@ def main() -> None:
     sentences = read_sentences(args.input, args.sentences)
     expected = references(args, sentences)
     load_before = load_average()
-    server, url = start_server(args)
+    server, url = start_server(args.checkpoint, args.threads, args.clients, "--api-key", KEY)
     try:
         warm = httpx.post(url + "/translate", json={"text": sentences[0]}, timeout=120,
                           headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
         warm.raise_for_status()
         wall, latencies, dropped, wrong = load(url, args, sentences, expected)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     answered = len(latencies)
     result: dict[str, Any] = {
         "benchmark": "serve_load",
@@ -153,10 +126,15 @@ def main() -> None:
         "torch": torch.__version__,
         "load_average": {"before": load_before, "after": load_average()},
         "setup": {
-            "checkpoint": str(args.checkpoint), "input": str(args.input),
-            "distinct_sentences": len(set(sentences)), "clients": args.clients,
-            "seconds": args.seconds, "beam": args.beam, "lenpen": args.lenpen,
-            "api_key": True, "server_threads": args.threads or "torch default",
+            "checkpoint": str(args.checkpoint),
+            "input": str(args.input),
+            "distinct_sentences": len(set(sentences)),
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "beam": args.beam,
+            "lenpen": args.lenpen,
+            "api_key": True,
+            "server_threads": args.threads or "torch default",
         },  # fmt: skip
         "results": {
             "wall_s": wall,

@@ -45,13 +45,14 @@ def read_sentences(path: Path, n: int) -> list[str]:
     return [lines[i % len(lines)] for i in range(n)]
 
 
-def start_server(args: argparse.Namespace, batching: bool) -> tuple[subprocess.Popen, str]:
+def start_server(checkpoint: Path, threads: int, max_batch: int, *options: str) -> tuple[
+    subprocess.Popen, str
+]:  # fmt: skip
+    """Start ``formers serve`` on a free port with ``options``; return the process and its URL."""
     command = [
-        sys.executable, "-m", "formers.cli.main", "serve", "--checkpoint", str(args.checkpoint),
-        "--port", "0", "--threads", str(args.threads), "--max-batch", str(args.concurrency),
+        sys.executable, "-m", "formers.cli.main", "serve", "--checkpoint", str(checkpoint),
+        "--port", "0", "--threads", str(threads), "--max-batch", str(max_batch), *options,
     ]  # fmt: skip
-    if not batching:
-        command.append("--no-batching")
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -66,8 +67,17 @@ def start_server(args: argparse.Namespace, batching: bool) -> tuple[subprocess.P
     raise SystemExit("formers serve did not start")
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def run_setting(args: argparse.Namespace, sentences: list[str], batching: bool) -> dict[str, Any]:
-    server, url = start_server(args, batching)
+    options = () if batching else ("--no-batching",)
+    server, url = start_server(args.checkpoint, args.threads, args.concurrency, *options)
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             body = {"beam": args.beam, "lenpen": args.lenpen}
@@ -86,8 +96,7 @@ def run_setting(args: argparse.Namespace, sentences: list[str], batching: bool) 
             wall = time.perf_counter() - start
             batches = client.get("/health").json()["batches"] - batches_before
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop_server(server)
     latencies = sorted(latency for latency, _ in answers)
     return {
         "batching": batching,
