@@ -59,6 +59,21 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def require_positive(config: object, names: tuple[str, ...]) -> None:
+    """Each field of ``names`` is a positive int."""
+    for name in names:
+        value = getattr(config, name)
+        positive = isinstance(value, int) and value > 0
+        require(positive, f"{name} must be a positive int, got {value!r}")
+
+
+def require_rates(config: object, names: tuple[str, ...]) -> None:
+    """Each field of ``names`` (a dropout rate) is in ``[0, 1)``."""
+    for name in names:
+        value = getattr(config, name)
+        require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value!r}")
+
+
 def require_ids_in_vocabulary(config: object, names: tuple[str, ...] = ("pad_id", "bos_id",
                               "eos_id")) -> None:  # fmt: skip
     """Each special id of ``names`` is ``None`` or inside ``[0, config.vocab_size)``."""

@@ -13,6 +13,8 @@ from formers.models.config_base import (
     check_types,
     require,
     require_choice,
+    require_positive,
+    require_rates,
 )
 from formers.nn.feed_forward import ACTIVATIONS
 from formers.nn.kernels import KERNELS
@@ -70,16 +72,14 @@ class BertConfig(DictConfig):
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff", "max_positions"):
-            value = getattr(self, name)
-            require(value > 0, f"{name} must be a positive int, got {value!r}")
+        require_positive(
+            self, ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff", "max_positions")
+        )
         require(
             self.d_model % self.num_heads == 0,
             f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})",
         )
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value!r}")
+        require_rates(self, ("dropout", "attention_dropout"))
         require(self.norm_eps > 0, f"norm_eps must be > 0, got {self.norm_eps!r}")
         require(
             self.type_vocab_size >= 0,

@@ -15,6 +15,8 @@ from formers.models.config_base import (
     require,
     require_choice,
     require_ids_in_vocabulary,
+    require_positive,
+    require_rates,
 )
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
@@ -75,9 +77,9 @@ class GPTConfig(DictConfig):
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "context_length"):
-            value = getattr(self, name)
-            require(value > 0, f"{name} must be a positive int, got {value!r}")
+        require_positive(
+            self, ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "context_length")
+        )
         for name in ("norm_eps", "rope_base"):
             value = getattr(self, name)
             require(value > 0, f"{name} must be > 0, got {value!r}")
@@ -91,9 +93,7 @@ class GPTConfig(DictConfig):
             f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv}); "
             "use None for one key/value head per query head",
         )
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value!r}")
+        require_rates(self, ("dropout", "attention_dropout"))
         require_choice("activation", self.activation, FEED_FORWARD_KINDS)
         require_choice("norm", self.norm, NORMS)
         require_choice("positions", self.positions, POSITIONS)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from formers.models.config_base import DictConfig, check_types, require, require_choice
+from formers.models.config_base import (
+    DictConfig,
+    check_types,
+    require,
+    require_choice,
+    require_positive,
+    require_rates,
+)
 from formers.nn.kernels import KERNELS
 
 # T5 1.0: ReLU; T5 1.1 and later: the gated GELU (tanh approximation, Hugging Face's gelu_new)
@@ -63,12 +70,10 @@ class T5Config(DictConfig):
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers",
-                     "num_heads", "relative_attention_num_buckets",
-                     "relative_attention_max_distance"):  # fmt: skip
-            value = getattr(self, name)
-            require(value > 0, f"{name} must be a positive int, got {value!r}")
-        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout!r}")
+        require_positive(self, ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers",
+                                "num_decoder_layers", "num_heads", "relative_attention_num_buckets",
+                                "relative_attention_max_distance"))  # fmt: skip
+        require_rates(self, ("dropout",))
         require(self.layer_norm_eps > 0, f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
         require_choice("feed_forward", self.feed_forward, FEED_FORWARD)
         require_choice("kernel", self.kernel, KERNELS)

@@ -13,6 +13,8 @@ from formers.models.config_base import (
     check_types,
     require,
     require_choice,
+    require_positive,
+    require_rates,
 )
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
@@ -85,12 +87,7 @@ class TransformerConfig(DictConfig):
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("vocab_size", "d_model", "d_ff", "num_heads", "max_positions"):
-            value = getattr(self, name)
-            require(
-                isinstance(value, int) and value > 0,
-                f"{name} must be a positive int, got {value!r}",
-            )
+        require_positive(self, ("vocab_size", "d_model", "d_ff", "num_heads", "max_positions"))
         require(
             self.tgt_vocab_size is None or self.tgt_vocab_size > 0,
             f"tgt_vocab_size must be a positive int or None, got {self.tgt_vocab_size!r}",
@@ -110,9 +107,7 @@ class TransformerConfig(DictConfig):
             kv >= 1 and self.num_heads % kv == 0,
             f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})",
         )
-        for name in ("dropout", "attention_dropout", "activation_dropout"):
-            value = getattr(self, name)
-            require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value!r}")
+        require_rates(self, ("dropout", "attention_dropout", "activation_dropout"))
         require_choice("activation", self.activation, FEED_FORWARD_KINDS)
         require_choice("norm", self.norm, NORMS)
         require_choice("positions", self.positions, POSITIONS)

@@ -16,6 +16,8 @@ from formers.models.config_base import (
     require,
     require_choice,
     require_ids_in_vocabulary,
+    require_positive,
+    require_rates,
 )
 from formers.nn.feed_forward import FEED_FORWARD_KINDS
 from formers.nn.kernels import KERNELS
@@ -72,9 +74,9 @@ class TransformerXLConfig(DictConfig):
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "segment_length"):
-            value = getattr(self, name)
-            require(value > 0, f"{name} must be a positive int, got {value!r}")
+        require_positive(
+            self, ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "segment_length")
+        )
         require(
             self.memory_length >= 0,
             f"memory_length must be >= 0 (0: no memory), got {self.memory_length}",
@@ -89,9 +91,7 @@ class TransformerXLConfig(DictConfig):
         else:
             require(self.head_dim > 0, f"head_dim must be a positive int, got {self.head_dim}")
         require(self.d_model % 2 == 0, f"XL's sinusoids need an even d_model, got {self.d_model}")
-        for name in ("dropout", "attention_dropout"):
-            value = getattr(self, name)
-            require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value!r}")
+        require_rates(self, ("dropout", "attention_dropout"))
         require_choice("activation", self.activation, FEED_FORWARD_KINDS)
         require_choice("norm", self.norm, NORMS)
         require_choice("kernel", self.kernel, KERNELS)
