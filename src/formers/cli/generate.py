@@ -14,6 +14,7 @@ import sys
 
 from formers.cli.families import require_architecture
 from formers.cli.threads import add_threads_option, set_threads
+from formers.decoding.options import RANGES
 from formers.device import resolve_device
 from formers.inference.detokenize import IncrementalDecoder
 from formers.inference.generate import (
@@ -23,7 +24,8 @@ from formers.inference.generate import (
 )
 from formers.inference.layout import use_inference_layout
 
-MAX_MEMORY = 100_000  # positions per layer, as many as --max-new-tokens may add
+# positions per layer: as many as --max-new-tokens may add
+MAX_MEMORY = int(RANGES["max_new_tokens"].high)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

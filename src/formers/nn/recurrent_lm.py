@@ -54,14 +54,15 @@ class MemoryLayer(EncoderLayer):
     def forward(
         self,
         x: Tensor,
-        memory: Tensor | None = None,
+        context: Tensor | None = None,
         *,
         mask: AttentionMask | None = None,
         positions: Positions | None = None,
     ) -> Tensor:
         """Args:
             x: ``(b, t, d)`` the segment's inputs.
-            memory: ``(b, m, d)`` this layer's inputs before the segment (detached), or ``None``.
+            context: ``(b, m + t, d)`` this layer's inputs before the segment (the memory,
+                detached) followed by ``x``, or ``None`` (no memory).
             mask: over the ``m + t`` keys (causality is always applied, bottom-right aligned:
                 query ``i`` sees the memory and the segment up to ``i``).
             positions: of the queries (the last ``t``) and of the ``m + t`` keys.
@@ -69,10 +70,12 @@ class MemoryLayer(EncoderLayer):
         Returns:
             ``(b, t, d)``.
         """
-        h = self.attn_residual.sublayer_input(x)
         keys = None
-        if memory is not None:  # (b, m + t, d): the norm reads the memory as the segment
-            keys = torch.cat([self.attn_residual.sublayer_input(memory), h], dim=1)
+        if context is None:
+            h = self.attn_residual.sublayer_input(x)
+        else:  # the norm reads the memory as the segment; the queries are the last t rows
+            keys = self.attn_residual.sublayer_input(context)  # (b, m + t, d)
+            h = keys[:, keys.size(1) - x.size(1) :]
         y = self.self_attn(h, keys, mask=mask, causal=True, positions=positions)
         x = self.attn_residual.merge(x, y)
         return self.ff_residual.merge(x, self.feed_forward(self.ff_residual.sublayer_input(x)))
@@ -183,8 +186,9 @@ class RecurrentLM(DecoderOnlyLM):
 
         def step(i: int, layer: nn.Module, h: Tensor) -> Tensor:
             remembered = None if memory is None else memory.layer(i)
-            inputs.append(h if remembered is None else torch.cat([remembered, h], dim=1))
-            return layer(h, remembered, mask=attention_mask, positions=positions)
+            context = None if remembered is None else torch.cat([remembered, h], dim=1)
+            inputs.append(h if context is None else context)  # (b, m + t, d)
+            return layer(h, context, mask=attention_mask, positions=positions)
 
         hidden = self.decoder.final_norm(self.decoder.layers.run(self.embed(tokens), step))
         if memory is not None:

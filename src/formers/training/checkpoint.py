@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from safetensors.torch import save_model as save_safetensors_model
 from torch import nn
 
@@ -49,6 +48,7 @@ from formers.training.checkpoint_io import (
     model_config,
     read_config,
     read_json,
+    read_tensors,
     remove_directory,
     require_directory,
     require_file,
@@ -147,12 +147,7 @@ def load_task_tensors(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
         CheckpointError: the file is there but unreadable.
     """
     path = Path(directory) / TASK_STATE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path} cannot be read: {error}") from None
+    return read_tensors(path) if path.is_file() else {}
 
 
 def load_model(

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 from safetensors.torch import load_model as load_safetensors_model
 from torch import nn
 
@@ -196,6 +197,18 @@ def check_target(directory: str | os.PathLike) -> Path:
     if final.exists() or final.is_symlink():
         _check_replaceable(final)
     return final
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file.
+
+    Raises:
+        CheckpointError: the file is not a readable safetensors file (the message names it).
+    """
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

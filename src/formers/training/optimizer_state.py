@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from formers.training.checkpoint_io import (
     OPTIMIZER_JSON_FILE,
     OPTIMIZER_TENSORS_FILE,
     CheckpointError,
     read_json,
+    read_tensors,
     require_file,
     write_json,
 )
@@ -103,9 +103,5 @@ def save_optimizer_state(state_dict: dict[str, Any], directory: Path) -> None:
 def load_optimizer_state(directory: Path) -> dict[str, Any]:
     """Read back the state dict written by :func:`save_optimizer_state`."""
     tree = read_json(require_file(directory, OPTIMIZER_JSON_FILE))
-    path = require_file(directory, OPTIMIZER_TENSORS_FILE)
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
+    tensors = read_tensors(require_file(directory, OPTIMIZER_TENSORS_FILE))
     return unflatten_state(tree, tensors)

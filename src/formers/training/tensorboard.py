@@ -6,7 +6,8 @@ Every ``train`` record of the log becomes scalars ``train/loss``, ``train/nll``,
 record ``valid/<metric>`` for each number it holds (loss, BLEU, chrF, accuracy, ...). The files
 go to ``RUN_DIR/tensorboard`` (``tensorboard --logdir RUN_DIR/tensorboard``), written by PyTorch's
 own ``torch.utils.tensorboard.SummaryWriter``, which needs the ``tensorboard`` package (in the
-``viz`` extra). A resumed run appends new event files to the same folder.
+``viz`` extra). A resumed run appends new event files to the same folder; the trainer flushes
+them when ``fit()`` ends.
 """
 
 from __future__ import annotations
@@ -64,6 +65,6 @@ class TensorBoardLog:
             ):
                 self.writer.add_scalar(f"{kind}/{name}", value, global_step=step)
 
-    def close(self) -> None:
-        """Flush and close the event file."""
-        self.writer.close()
+    def flush(self) -> None:
+        """Write what is pending to the event file."""
+        self.writer.flush()

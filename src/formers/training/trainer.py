@@ -322,7 +322,7 @@ class Trainer(CheckpointSteps):
         finally:
             bar.close()
             if self._tensorboard is not None:
-                self._tensorboard.writer.flush()
+                self._tensorboard.flush()
         if self._stopping():
             path = self.save()
             self.dist.barrier()

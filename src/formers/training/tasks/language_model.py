@@ -36,7 +36,6 @@ from formers.inference.perplexity import (
     window_chunks,
     window_sums,
 )
-from formers.nn.model_output import run_model
 from formers.nn.recurrent_lm import RecurrentLM
 from formers.training.distributed import Distributed
 from formers.training.losses import summed_cross_entropy
@@ -62,8 +61,8 @@ class LanguageModelTask(Task):
             valid_text = ""
         self.tokenizer = self._tokenizer(text)
         tok = self.tokenizer
-        self.train_ids = self._encode(text)
-        self.valid_ids = self._encode(valid_text) if valid_text else None
+        self.train_ids = encode_text(tok, text)
+        self.valid_ids = encode_text(tok, valid_text) if valid_text else None
         ids = {"pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id}
         self.model = self.build_model(vocab_size=tok.vocab_size, **ids)
         self.recurrent = isinstance(self.model, RecurrentLM)
@@ -117,9 +116,6 @@ class LanguageModelTask(Task):
         tokenizer.save(self.run_dir)
         return tokenizer
 
-    def _encode(self, text: str) -> Tensor:
-        return encode_text(self.tokenizer, text)
-
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         if self.recurrent:
             return self._stream_batches(epoch)
@@ -141,18 +137,16 @@ class LanguageModelTask(Task):
         segments = (len(self.train_ids) - 1 - offset) // b // length
         return [[offset, s] for s in range(segments)]
 
-    def _stream_windows(self, offset: int, segment: int) -> tuple[Tensor, Tensor]:
+    def _stream_starts(self, offset: int, segment: int) -> list[int]:
+        """Where segment ``segment`` of each row's stream starts."""
         b, length = self.cfg.train.batch_size, self.context
         part = (len(self.train_ids) - 1 - offset) // b  # tokens per stream
-        starts = offset + torch.arange(b) * part + segment * length  # (b,)
-        index = starts[:, None] + torch.arange(length + 1)  # (b, T + 1)
-        windows = self.train_ids[index]
-        return windows[:, :-1].to(self.device), windows[:, 1:].to(self.device)
+        return [offset + row * part + segment * length for row in range(b)]
 
     def collate(self, item: list[int]) -> Batch:
         if self.recurrent:
             offset, segment = item
-            x, y = self._stream_windows(offset, segment)
+            x, y = self._windows(self.train_ids, self._stream_starts(offset, segment))
             first = torch.tensor(segment == 0)  # a new epoch's streams start: forget
             return Batch({"x": x, "y": y, "first": first}, y.numel(), y.numel())
         x, y = self._windows(self.train_ids, item)
@@ -169,7 +163,7 @@ class LanguageModelTask(Task):
         if self.recurrent:
             if bool(batch.tensors["first"]):
                 self.memory.reset()
-            logits = run_model(model, batch.tensors["x"], memory=self.memory).logits  # (b, T, V)
+            logits = model(batch.tensors["x"], memory=self.memory)  # (b, T, V)
         else:
             logits = model(batch.tensors["x"])  # (b, T, V)
         y = batch.tensors["y"].flatten()
