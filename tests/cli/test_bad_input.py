@@ -1,9 +1,9 @@
 """Bad command lines get one clear line and exit code 2, before any work starts.
 
 One row a case: the command (``{name}`` fills in a path from :func:`paths`), the exit code, and
-the words the error must contain. Every row runs with decoding, generation and training replaced
-by a failure, so that a refusal which only comes after the work (and loses it) fails the row.
-A new option joins the table with its bad values. The server's table is in test_serve.py
+the words the error must contain. Every row runs with decoding, generation, training and export
+replaced by a failure, so that a refusal which only comes after the work (and loses it) fails the
+row. A new option joins the table with its bad values. The server's table is in test_serve.py
 (``test_bad_requests_get_a_clear_4xx``).
 """
 
@@ -20,6 +20,8 @@ import torch
 from formers.cli import demo, generate, translate
 from formers.cli.main import main
 from formers.data.symbol_tokenizer import SymbolTokenizer
+from formers.export import ct2 as export_ct2
+from formers.export import onnx as export_onnx
 from formers.models import TransformerConfig, build_transformer
 from formers.training.checkpoint import save_checkpoint
 from formers.training.trainer import Trainer
@@ -27,6 +29,7 @@ from formers.training.trainer import Trainer
 TRANSLATE = ["translate", "--checkpoint", "{translator}", "--input", "{text}"]
 GENERATE = ["generate", "--checkpoint", "{gpt}", "--prompt", "ok"]
 TRAIN = ["train", "{recipe}", "--run-dir", "{fresh}", "--no-progress"]
+CT2 = ["export", "--to", "ct2", "--checkpoint", "{translator}"]
 
 ROWS = [
     # formers translate: decoding options (their ranges: formers.decoding.options.RANGES)
@@ -82,6 +85,22 @@ ROWS = [
     (["train", "{recipe}", "--run-dir", "{previous}"], 2, ["a previous run", "--overwrite"]),
     (["train", "{recipe}", "--resume", "--overwrite"], 2, ["not allowed with argument"]),
     (["train", "{missing}/recipe.toml"], 2, ["config file not found"]),
+    # formers export
+    (["export", "--to", "ct2", "--checkpoint", "{bert}", "--out", "{fresh}"], 2,
+     ["architecture 'bert' cannot be exported to CTranslate2", "exportable: transformer, gpt"]),
+    (["export", "--to", "onnx", "--checkpoint", "{gpt}", "--out", "{fresh}"], 2,
+     ["architecture 'gpt' cannot be exported to ONNX yet"]),
+    ([*CT2, "--out", "{folder}"], 2, ["already exists; pass --force"]),
+    ([*CT2, "--out", "{text}", "--force"], 2, ["exists and is not a directory"]),
+    ([*CT2, "--out", "{missing}/model"], 2, ["parent folder", "does not exist"]),
+    ([*CT2, "--out", "{fresh}", "--quantization", "int4"], 2,
+     ["quantization 'int4' is not offered for ct2", "int8, int8_float32"]),
+    (["export", "--to", "onnx", "--checkpoint", "{translator}", "--out", "{fresh}",
+      "--quantization", "int8"], 2, ["quantization 'int8' is not offered for onnx"]),
+    (["export", "--to", "tflite", "--checkpoint", "{translator}", "--out", "{fresh}"], 2,
+     ["invalid choice: 'tflite'"]),
+    (["export", "--to", "ct2", "--checkpoint", "{missing}", "--out", "{fresh}"], 2,
+     ["no checkpoint"]),
     # formers demo
     (["demo", "--save", "{folder}"], 2, ["holds files that are not part of a checkpoint"]),
     (["demo", "--save", "{missing}/ckpt"], 2, ["does not exist"]),
@@ -101,7 +120,7 @@ def _corrupt_weights(checkpoint: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory, spm_translator, char_gpt) -> dict[str, Path]:
+def paths(tmp_path_factory, spm_translator, char_gpt, bert_classifier) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bad_input")
     (root / "folder").mkdir()
     (root / "folder" / "notes.txt").write_text("not a checkpoint\n")
@@ -123,7 +142,7 @@ def paths(tmp_path_factory, spm_translator, char_gpt) -> dict[str, Path]:
         "translator": spm_translator, "gpt": char_gpt, "folder": root / "folder",
         "text": root / "text.txt", "missing": root / "missing", "recipe": recipe,
         "fresh": root / "fresh", "previous": previous, "no_symbols": no_symbols,
-        "bad_chars": bad_chars,
+        "bad_chars": bad_chars, "bert": bert_classifier,
         "bad_weights": _corrupt_weights(spm_translator, root / "bad_weights"),
         "bad_gpt_weights": _corrupt_weights(char_gpt, root / "bad_gpt_weights"),
     }  # fmt: skip
@@ -140,6 +159,8 @@ def no_work(monkeypatch):
     monkeypatch.setattr(generate, "generate_stream", fail)
     monkeypatch.setattr(demo, "train_synthetic", fail)
     monkeypatch.setattr(Trainer, "fit", fail)
+    monkeypatch.setattr(export_ct2, "export_ct2", fail)
+    monkeypatch.setattr(export_onnx, "export_onnx", fail)
 
 
 def run(command: list[str]) -> int:

@@ -14,6 +14,7 @@ from formers.cli import (
     data,
     demo,
     evaluate,
+    export,
     generate,
     info,
     perplexity,
@@ -27,7 +28,7 @@ from formers.cli import (
 # in the order `formers --help` lists them
 COMMANDS = (
     demo, train, info, translate, generate, predict, attention, serve, evaluate, perplexity,
-    average, plot, convert, data,
+    average, plot, convert, export, data,
 )  # fmt: skip
 
 

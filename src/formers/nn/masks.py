@@ -63,6 +63,8 @@ class AttentionMask:
         """``(dense mask or None, causal)`` for a kernel of :mod:`formers.nn.kernels`: the key
         padding, patterns and dense mask ANDed into one boolean ``(b|1, 1|h, t_q, t_k)`` tensor
         (built once per shape and device), and causality left to the kernel."""
+        if isinstance(t_q, torch.SymInt) or isinstance(t_k, torch.SymInt):
+            return self._materialize(t_q, t_k, device), self.causal  # exporting: no memo
         key = (t_q, t_k, device)
         if key not in self._built:
             self._built[key] = self._materialize(t_q, t_k, device)
