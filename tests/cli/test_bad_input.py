@@ -44,6 +44,7 @@ ROWS = [
     ([*TRANSLATE, "--max-tokens", "0"], 2, ["--max-tokens must be an integer in [1, 1,000,000]"]),
     ([*TRANSLATE, "--lenpen-form", "fairseq"], 2, ["lenpen_form must be one of gnmt, power"]),
     ([*TRANSLATE, "--device", "tpu9"], 2, ["unknown device 'tpu9'"]),
+    ([*TRANSLATE, "--int8", "--device", "cuda"], 2, ["--int8 runs on a CPU only", "no cuda"]),
     # formers translate: paths
     ([*TRANSLATE, "--output", "{folder}"], 2, ["--output", "is a directory"]),
     ([*TRANSLATE, "--output", "{missing}/out.txt"], 2, ["--output", "does not exist"]),
@@ -58,6 +59,9 @@ ROWS = [
     ([*GENERATE, "--top-k", "-1"], 2, ["--top-k must be an integer in [0, 1,000,000]"]),
     ([*GENERATE, "--seed", str(2**70)], 2, ["--seed must be an integer in"]),
     (["generate", "--checkpoint", "{translator}", "--prompt", "a"], 2, ["decoder-only", "use"]),
+    ([*GENERATE, "--int8", "--device", "cuda:0"], 2, ["--int8 runs on a CPU only"]),
+    (["serve", "--checkpoint", "{gpt}", "--int8", "--device", "cuda"], 2,
+     ["--int8 runs on a CPU only"]),
     ([*GENERATE, "--memory", "0"], 2, ["--memory must be in [1, 100,000]"]),
     ([*GENERATE, "--memory", "-1"], 2, ["--memory must be in [1, 100,000]"]),
     ([*GENERATE, "--memory", "8"], 2, ["memory length is for models with segment memory"]),

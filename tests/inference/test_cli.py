@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from formers.cli.main import main
-from formers.cli.translate import resolve_device
+from formers.device import resolve_device
 from formers.inference import translate
 from formers.training.checkpoint import save_checkpoint
 from inference.helpers import PARALLEL, tiny_config, tiny_model, train_tokenizer

@@ -15,9 +15,7 @@ from formers.export.checkpoint import QUANTIZATIONS, TARGETS
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "export", help="export a checkpoint to CTranslate2 or ONNX Runtime"
-    )
+    p = commands.add_parser("export", help="export a checkpoint to CTranslate2 or ONNX Runtime")
     p.add_argument("--to", required=True, choices=TARGETS, help="the target runtime")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write")

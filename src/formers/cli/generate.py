@@ -15,14 +15,13 @@ import sys
 from formers.cli.families import require_architecture
 from formers.cli.threads import add_threads_option, set_threads
 from formers.decoding.options import RANGES
-from formers.device import resolve_device
 from formers.inference.detokenize import IncrementalDecoder
 from formers.inference.generate import (
     check_generate_options,
     check_memory_option,
     generate_stream,
 )
-from formers.inference.layout import use_inference_layout
+from formers.inference.int8 import add_int8_option, decoding_device, prepare_for_decoding
 
 # positions per layer: as many as --max-new-tokens may add
 MAX_MEMORY = int(RANGES["max_new_tokens"].high)
@@ -55,6 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "default: the trained memory)",
     )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
+    add_int8_option(p)
     add_threads_option(p)
     p.add_argument(
         "--no-stream", action="store_true", help="print the text at the end, not token by token"
@@ -73,7 +73,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_options(args)
-    device = resolve_device(args.device)
+    device = decoding_device(args.device, int8=args.int8)
     set_threads(args.threads)
 
     require_architecture(args.checkpoint, "decoder-only", "formers generate")
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from formers.training.checkpoint import load_model, require_tokenizer
 
     model, tokenizer, _ = load_model(args.checkpoint, device=device)
-    use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
+    model = prepare_for_decoding(model, int8=args.int8)
     require_tokenizer(tokenizer, args.checkpoint, "generating text")
     check_memory_option(model, args.memory)
     prompt = tokenizer.encode(args.prompt)

@@ -20,6 +20,7 @@ import os
 import sys
 
 from formers.cli.threads import add_threads_option, set_threads
+from formers.inference.int8 import add_int8_option
 from formers.serve.limits import Limits
 
 DEFAULTS = Limits()
@@ -46,6 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="GET /health names the checkpoint by its absolute path (default: its folder's name)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda:N")
+    add_int8_option(p)
     add_threads_option(p)
     for name, help_text in (
         ("max_chars", "characters in one text"),
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     service = ModelService.load(
         args.checkpoint, device=args.device, limits=limits, batching=not args.no_batching,
-        show_path=args.show_path,
+        show_path=args.show_path, int8=args.int8,
     )  # fmt: skip
     info = service.describe()
     print(

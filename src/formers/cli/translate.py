@@ -20,8 +20,7 @@ from formers.cli.families import require_architecture
 from formers.cli.textio import check_output, read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
 from formers.decoding import LENGTH_PENALTIES
-from formers.device import resolve_device
-from formers.inference.layout import use_inference_layout
+from formers.inference.int8 import add_int8_option, decoding_device, prepare_for_decoding
 from formers.inference.translate import (
     Translation,
     check_translate_options,
@@ -65,6 +64,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "config.json) when it has one; the values in parentheses are the defaults otherwise."
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
+    add_int8_option(p)
     add_threads_option(p)
     p.set_defaults(run=run)
 
@@ -92,7 +92,7 @@ def decode_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str
 def run(args: argparse.Namespace) -> int:
     check_translate_options(nbest=args.nbest, cli=True, **decode_options(args, {}))  # first
     check_output(args.output)  # before decoding, not after
-    device = resolve_device(args.device)
+    device = decoding_device(args.device, int8=args.int8)
     set_threads(args.threads)
     require_architecture(args.checkpoint, "encoder-decoder", "formers translate")  # before reading
     sentences = read_lines(args.input)
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from formers.training.checkpoint import load_model, require_tokenizer
 
     model, tokenizer, config = load_model(args.checkpoint, device=device)
-    use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
+    model = prepare_for_decoding(model, int8=args.int8)
     require_tokenizer(tokenizer, args.checkpoint, "translating text")
     recipe = config.get("decode") or {}
     options = decode_options(args, config)

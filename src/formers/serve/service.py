@@ -117,21 +117,23 @@ class ModelService:
         limits: Limits | None = None,
         batching: bool = True,
         show_path: bool = False,
+        int8: bool = False,
     ) -> ModelService:
         """Load ``checkpoint`` (any family) onto ``device``; see the class for the options.
         ``GET /health`` names the checkpoint by its folder's name, or by its absolute path on
         the server with ``show_path`` (which a client has no business knowing by default).
+        ``int8`` serves the int8 copy (:mod:`formers.inference.int8`; CPU only).
 
         Raises:
             CheckpointError: a missing or broken checkpoint.
             ValueError: a checkpoint without a tokenizer.
         """
-        from formers.device import resolve_device
-        from formers.inference.layout import use_inference_layout
+        from formers.inference.int8 import decoding_device, prepare_for_decoding
         from formers.training.checkpoint import load_model, require_tokenizer
 
-        model, tokenizer, config = load_model(checkpoint, device=resolve_device(device))
-        use_inference_layout(model)  # faster decoding steps on a CPU; same outputs
+        resolved = decoding_device(device, int8=int8)  # refused before loading
+        model, tokenizer, config = load_model(checkpoint, device=resolved)
+        model = prepare_for_decoding(model, int8=int8)  # float32: a faster layout, same outputs
         require_tokenizer(tokenizer, checkpoint, "serving")
         path = Path(checkpoint).resolve()
         name = str(path) if show_path else path.name
@@ -146,7 +148,9 @@ class ModelService:
     def describe(self) -> dict[str, Any]:
         """What ``GET /health`` answers: the model, its task, the limits, and how many batches
         the batcher has run (``None`` for a task that does not batch)."""
-        parameters = sum(p.numel() for p in self.model.parameters())
+        from formers.inference.int8 import count_parameters, is_int8
+
+        parameters = count_parameters(self.model)
         limits = {**self.limits.to_dict(), "max_tokens": self.max_tokens}
         return {
             "status": "ok",
@@ -154,6 +158,7 @@ class ModelService:
             "family": self.kind,
             "task": self.task,
             "parameters": parameters,
+            "int8": is_int8(self.model),
             "limits": limits,
             "batches": self.batcher.batches if self.batcher is not None else None,
             **({"defaults": self.decode} if self.task == "translate" else {}),
