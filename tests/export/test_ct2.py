@@ -18,7 +18,7 @@ from formers.export import export_checkpoint
 from formers.inference.translate import translate
 from formers.training.checkpoint import load_model
 
-from .helpers import TASK, char_gpt, save, sources
+from .helpers import TASK, char_gpt, save, sources, trained_translator
 
 ct2 = pytest.importorskip("ctranslate2")
 
@@ -79,6 +79,18 @@ def test_outputs_equal_formers(exported, beam):
     ours, theirs = _ours(checkpoint, lines, beam), _theirs(out, lines, beam)
     assert len({tuple(o) for o in ours}) > 20  # the outputs vary: the comparison means something
     assert ours == theirs
+
+
+def test_export_leaves_the_model_as_it_was(tmp_path):
+    """CTranslate2 rewrites its arrays in place while optimizing: they must be copies."""
+    from formers.export.ct2 import export_ct2
+
+    model = trained_translator({}, steps=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_ct2(model, SymbolTokenizer(TASK.num_symbols), "transformer", tmp_path / "a",
+               quantization="int8")  # fmt: skip
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
 
 
 def _scores(out: Path, src: list[list[str]], tgt: list[list[str]], compute: str) -> torch.Tensor:

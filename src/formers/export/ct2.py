@@ -37,7 +37,9 @@ _GATED = {"glu": "Sigmoid", "reglu": "RELU", "geglu": "GELU", "swiglu": "SWISH"}
 
 
 def _np(t: torch.Tensor) -> Any:
-    return t.detach().to("cpu", torch.float32).contiguous().numpy()
+    # a copy: CTranslate2's optimize step rewrites its arrays in place (scaling, quantizing),
+    # which must not reach the model's own weights
+    return t.detach().to("cpu", torch.float32).numpy().copy()
 
 
 def _activation(ct2: Any, kind: str) -> tuple[Any, bool]:

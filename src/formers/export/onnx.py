@@ -144,28 +144,30 @@ class OnnxTranslator:
         logits, *present = self.step.run(None, feeds)
         return logits, present
 
-    def greedy(self, src: np.ndarray, max_len: int) -> list[list[int]]:
-        """Greedy outputs of ``(b, s)`` sources (right-padded), each at most ``max_len`` tokens
-        with its EOS (forced at the limit, as formers' search), without the EOS."""
+    def greedy(self, src: np.ndarray, max_len: int, min_len: int = 0) -> list[list[int]]:
+        """Greedy outputs of ``(b, s)`` sources (right-padded), without their EOS, by formers'
+        rules: at most ``max_len`` tokens with the EOS (forced at the limit), no EOS before
+        ``min_len`` tokens, never padding or BOS."""
         c = self.config
         b = src.shape[0]
         encoded = self.encode(src)
         empty = np.zeros((b, c["kv_heads"], 0, c["head_dim"]), np.float32)
         past = [empty] * (2 * c["num_layers"])
         tokens = np.full((b, 1), c["bos_id"], np.int64)
-        out: list[list[int]] = [[] for _ in range(b)]
-        done = np.zeros(b, bool)
+        out = np.zeros((b, max_len), np.int64)
+        lengths = np.full(b, max_len)  # tokens before the EOS
         for step in range(max_len):
             logits, past = self.step_logits(tokens, encoded, past)
+            logits[:, [c["pad_id"], c["bos_id"]]] = -np.inf
+            if step < min_len:
+                logits[:, c["eos_id"]] = -np.inf
             best = logits.argmax(-1)
             if step == max_len - 1:
                 best[:] = c["eos_id"]
-            for i in np.flatnonzero(~done):
-                if best[i] == c["eos_id"]:
-                    done[i] = True
-                else:
-                    out[i].append(int(best[i]))
-            if done.all():
+            ended = (best == c["eos_id"]) & (lengths == max_len)
+            lengths[ended] = step
+            out[:, step] = best
+            if (lengths < max_len).all():
                 break
             tokens = best[:, None].astype(np.int64)
-        return out
+        return [row[:n].tolist() for row, n in zip(out, lengths, strict=True)]

@@ -1,0 +1,277 @@
+"""Decoding speed of the same weights in every runtime, side by side in one interleaved run.
+
+The model is a base-sized Marian-shaped Transformer (d_model 512, 6 + 6 layers, 8 heads, d_ff
+2,048, vocabulary 8,000, SiLU, shared and tied embeddings, an output bias; random seeded weights
+with peaked output distributions, from ``hf_decoding.marian_model``), imported into formers with
+``load_hf``. The same weights are decoded by:
+
+- ``formers``: fp32, the CPU weight layout ``formers translate`` uses;
+- ``formers-int8``: :func:`formers.inference.int8.quantize_int8` (PyTorch dynamic quantization);
+- ``transformers``: Hugging Face ``generate``;
+- ``ct2`` / ``ct2-int8``: CTranslate2 ``Translator`` on formers' own export
+  (:func:`formers.export.ct2.export_ct2`, float32 or ``quantization="int8"``);
+- ``onnxruntime``: ONNX Runtime on formers' ONNX export (the encoder and the decoder step with
+  its cache), greedy only (:class:`formers.export.onnx.OnnxTranslator`, formers' rules).
+
+Every sentence gets exactly ``N - 1`` tokens (``min``/``max`` lengths; formers and Hugging Face then
+add the EOS forced at the limit, one more decoder step that is not counted), so all count the
+same tokens; tokens/s counts ``batch x (N - 1)``. Outputs are compared where the precision is the
+same (fp32 against formers fp32; ``identical`` in the JSON). Modes: greedy and beam 4, batch 32 and
+batch 1 (``--batch-one`` sentences decoded one at a time). Rounds interleave the runtimes,
+alternating the order.
+
+Usage::
+
+    python benchmarks/runtimes.py                       # 1 thread, base-sized, all runtimes
+    python benchmarks/runtimes.py --size tiny --rounds 1 --warmup 0     # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import ROOT, device_info, git_info, load_average, print_footer, write_result
+from hf_decoding import SIZES, marian_model
+
+from formers.decoding import beam_search, greedy_search
+
+RUNTIMES = ("formers", "formers-int8", "transformers", "ct2", "ct2-int8", "onnxruntime")
+FP32 = ("formers", "transformers", "ct2", "onnxruntime")
+
+
+class Pieces:
+    """A vocabulary of names ``t0 .. t{V-1}`` for the exporters (the model has no tokenizer)."""
+
+    def __init__(self, size: int) -> None:
+        self.names = [f"t{i}" for i in range(size)]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.unk_id = None
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        return [self.names[i] for i in ids]
+
+
+def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Any]]:
+    """``runtime -> decode(src (b, s) tensor, beam) -> (b, N - 1) token ids``."""
+    import ctranslate2
+
+    from formers.export.ct2 import export_ct2
+    from formers.export.onnx import OnnxTranslator, export_onnx
+    from formers.inference.int8 import quantize_int8
+
+    n, pad = args.new_tokens, hf.config.pad_token_id
+    vocab = Pieces(args.vocab)
+    int8 = quantize_int8(ours)
+    export_ct2(ours, vocab, "transformer", work / "ct2")
+    export_ct2(ours, vocab, "transformer", work / "ct2-int8", quantization="int8")
+    (work / "onnx").mkdir()
+    export_onnx(ours, vocab, "transformer", work / "onnx")
+    threads = dict(intra_threads=args.threads, inter_threads=1)
+    translators = {
+        name: ctranslate2.Translator(str(work / name), device="cpu", compute_type=compute,
+                                     **threads)
+        for name, compute in (("ct2", "float32"), ("ct2-int8", "int8"))
+    }  # fmt: skip
+    onnx = OnnxTranslator(work / "onnx", threads=args.threads)
+    alpha = args.length_penalty
+
+    def formers(model):
+        def decode(src, beam):
+            common = dict(max_len_a=0.0, max_len_b=n, min_len=n - 1)
+            if beam == 1:
+                return greedy_search(model, src, **common).tokens[:, : n - 1]
+            out = beam_search(
+                model, src, beam_size=beam, length_penalty=lambda length: length**alpha,
+                early_stopping=True, forced_eos_log_prob=0.0, **common,
+            )  # fmt: skip
+            return out.tokens[:, : n - 1]
+
+        return decode
+
+    def transformers(src, beam):
+        options = dict(length_penalty=alpha, early_stopping=True) if beam > 1 else {}
+        out = hf.generate(
+            input_ids=src, attention_mask=src != pad, do_sample=False, num_beams=beam,
+            min_new_tokens=n - 1, max_new_tokens=n, bad_words_ids=[[pad]], **options,
+        )  # fmt: skip
+        return out[:, 1:n]
+
+    def ct2(name):
+        def decode(src, beam):
+            found = translators[name].translate_batch(
+                [vocab.pieces(row) for row in src.tolist()], beam_size=beam,
+                length_penalty=alpha, min_decoding_length=n - 1, max_decoding_length=n - 1,
+                suppress_sequences=[[vocab.names[pad]]],
+            )  # fmt: skip
+            return torch.tensor([[vocab.index[p] for p in r.hypotheses[0]] for r in found])
+
+        return decode
+
+    def onnxruntime(src, beam):
+        if beam > 1:
+            return None  # not implemented: greedy only
+        return torch.tensor(onnx.greedy(src.numpy(), n, min_len=n - 1))
+
+    return {
+        "formers": formers(ours), "formers-int8": formers(int8), "transformers": transformers,
+        "ct2": ct2("ct2"), "ct2-int8": ct2("ct2-int8"), "onnxruntime": onnxruntime,
+    }  # fmt: skip
+
+
+def timed(decode: Callable[..., Any], batches: list[torch.Tensor], beam: int) -> tuple[float, Any]:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        outs = [decode(src, beam) for src in batches]
+    elapsed = time.perf_counter() - start
+    if any(o is None for o in outs):
+        return float("nan"), None
+    return elapsed, torch.cat(outs)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--size", choices=sorted(SIZES), default="base")
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--batch-size", type=int, default=32, help="sources of the batched mode")
+    p.add_argument("--batch-one", type=int, default=8, help="sources decoded one at a time")
+    p.add_argument("--src-len", type=int, default=20, help="tokens per source")
+    p.add_argument("--new-tokens", type=int, default=31, help="N: N - 1 tokens, then EOS")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--length-penalty", type=float, default=1.0, help="alpha in len ** alpha")
+    p.add_argument("--rounds", type=int, default=3, help="timed runs of each runtime")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs of each runtime")
+    p.add_argument("--threads", type=int, default=1, help="threads of every runtime")
+    p.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="JSON path")
+    args = p.parse_args(argv)
+    if args.new_tokens < 2:
+        p.error("--new-tokens must be >= 2")
+    if args.out is None:
+        suffix = "" if args.size == "base" else f"_{args.size}"
+        args.out = ROOT / "benchmarks" / "results" / f"runtimes_cpu{suffix}.json"
+    return args
+
+
+def run_mode(decode: dict[str, Callable[..., Any]], batches: list[torch.Tensor], beam: int,
+             args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    """Interleaved rounds of every runtime on ``batches``; speeds, ratios, identical outputs."""
+    names = list(args.runtimes)
+    sentences = sum(b.size(0) for b in batches)
+    tokens = sentences * (args.new_tokens - 1)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    outputs: dict[str, Any] = {}
+    for _ in range(args.warmup):
+        for name in names:
+            timed(decode[name], batches, beam)
+    for k in range(args.rounds):
+        for name in names if k % 2 == 0 else names[::-1]:
+            elapsed, out = timed(decode[name], batches, beam)
+            times[name].append(elapsed)
+            outputs.setdefault(name, out)
+    rows: dict[str, Any] = {}
+    for name in names:
+        if outputs[name] is None:
+            rows[name] = {"supported": False}
+            continue
+        median = statistics.median(times[name])
+        rows[name] = {
+            "tokens_per_s": tokens / median,
+            "ms_per_sentence": 1e3 * median / sentences,
+            "seconds_per_round": times[name],
+        }
+        if name in FP32 and name != "formers" and "formers" in outputs:
+            rows[name]["identical_to_formers"] = torch.equal(outputs[name], outputs["formers"])
+    for row in rows.values():
+        for ref in ("transformers", "ct2", "ct2-int8"):
+            if row.get("tokens_per_s") and rows.get(ref, {}).get("tokens_per_s"):
+                row[f"speed_over_{ref}"] = row["tokens_per_s"] / rows[ref]["tokens_per_s"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    import ctranslate2
+    import onnxruntime
+    import transformers
+
+    from formers.inference.layout import use_inference_layout
+    from formers.models.transformer.convert import load_hf
+
+    hf = marian_model(args)
+    ours = load_hf(hf).eval()
+    gen = torch.Generator().manual_seed(args.seed)
+    # ids 1 .. vocab - 2: neither EOS (0) nor padding (vocab - 1)
+    src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
+    load_before = load_average()
+    with tempfile.TemporaryDirectory() as work:
+        decode = decoders(ours, hf, args, Path(work))
+        use_inference_layout(ours)  # after the exports (which read the weights either way)
+        results: dict[str, Any] = {}
+        for mode, beam in (("greedy", 1), ("beam", args.beam_size)):
+            results[f"{mode}_batch{args.batch_size}"] = run_mode(decode, [src], beam, args)
+            ones = [src[i : i + 1] for i in range(args.batch_one)]
+            results[f"{mode}_batch1"] = run_mode(decode, ones, beam, args)
+    load_after = load_average()
+    runtime = time.perf_counter() - t_start
+    warnings = []
+    if load_before and load_before[0] > args.threads + 0.5:
+        warnings.append(f"load average {load_before[0]} before the run: other work shared the CPU")
+    result = {
+        "benchmark": "runtimes",
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),  # noqa: E501
+        "device": device_info(torch.device("cpu")),
+        "versions": {
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "ctranslate2": ctranslate2.__version__, "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(),
+        },  # fmt: skip
+        "threads": args.threads,
+        "git": git_info(),
+        "load_average_1_5_15_min": {"before": load_before, "after": load_after},
+        "model": {"kind": "MarianMTModel (random seeded weights), imported with load_hf",
+                  "size": args.size, **SIZES[args.size], "vocab_size": args.vocab},  # fmt: skip
+        "data": {"batch_size": args.batch_size, "batch_one_sentences": args.batch_one,
+                 "src_len": args.src_len, "tokens_per_sentence": args.new_tokens - 1},  # fmt: skip
+        "decoding": {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
+                     "early_stopping": True},  # fmt: skip
+        "schedule": {"warmup": args.warmup, "rounds": args.rounds,
+                     "order": "interleaved, alternating"},  # fmt: skip
+        "results": results,
+        "warnings": warnings,
+        "runtime_s": runtime,
+    }
+    write_result(args.out, result)
+    print(f"Marian {args.size} on {result['device']['cpu']}, {args.threads} thread(s)")
+    for mode, rows in results.items():
+        print(f"  {mode}")
+        for name, row in rows.items():
+            if not row.get("supported", True):
+                print(f"    {name:13s} (not supported)")
+                continue
+            same = row.get("identical_to_formers")
+            print(
+                f"    {name:13s} {row['tokens_per_s']:8.1f} tokens/s {row['ms_per_sentence']:8.1f}"
+                f" ms/sentence" + ("" if same is None else f"  identical: {same}")
+            )
+    print_footer(warnings, runtime, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
