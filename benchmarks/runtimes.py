@@ -20,10 +20,18 @@ same (fp32 against formers fp32; ``identical`` in the JSON). Modes: greedy and b
 batch 1 (``--batch-one`` sentences decoded one at a time). Rounds interleave the runtimes,
 alternating the order.
 
+Speculative decoding (``speculative_rows.py``): with ``--lm-target``/``--lm-draft`` and
+``--mt-target``/``--mt-draft`` (trained checkpoints and their drafts), greedy decoding plainly and
+with the draft proposing ``k`` tokens per pass, interleaved: speed-up, mean accepted block,
+identical outputs.
+
 Usage::
 
     python benchmarks/runtimes.py                       # 1 thread, base-sized, all runtimes
     python benchmarks/runtimes.py --size tiny --rounds 1 --warmup 0     # smoke run
+    python benchmarks/runtimes.py --runtimes \
+        --lm-target runs/shakespeare_char_cpu/checkpoints/best \
+        --lm-draft runs/shakespeare_char_draft_cpu/checkpoints/best    # speculative rows only
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import speculative_rows
 import torch
 from common import ROOT, device_info, git_info, load_average, print_footer, write_result
 from hf_decoding import SIZES, marian_model
@@ -153,7 +162,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="timed runs of each runtime")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of each runtime")
     p.add_argument("--threads", type=int, default=1, help="threads of every runtime")
-    p.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    p.add_argument(
+        "--runtimes",
+        nargs="*",
+        choices=RUNTIMES,
+        default=list(RUNTIMES),
+        help="runtimes of the matrix (none: the speculative rows only)",
+    )
+    data = ROOT.parent / "shared" / "data"
+    p.add_argument("--lm-target", help="a trained decoder-only checkpoint")
+    p.add_argument("--lm-draft", help="its draft (same tokenizer)")
+    p.add_argument("--lm-text", default=str(data / "tinyshakespeare" / "input.txt"))
+    p.add_argument("--lm-prompts", type=int, default=8)
+    p.add_argument("--lm-prompt-chars", type=int, default=16)
+    p.add_argument("--lm-new-tokens", type=int, default=48)
+    p.add_argument("--mt-target", help="a trained translation checkpoint")
+    p.add_argument("--mt-draft", help="its draft (same tokenizer)")
+    p.add_argument(
+        "--mt-sources",
+        default=str(data / "multi30k" / "tok" / "test_2016_flickr.lc.norm.tok.en.gz"),
+    )
+    p.add_argument("--mt-sentences", type=int, default=32)
+    p.add_argument("--k", type=int, nargs="+", default=[2, 3, 4], help="proposals per pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="JSON path")
     args = p.parse_args(argv)
@@ -218,14 +248,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ids 1 .. vocab - 2: neither EOS (0) nor padding (vocab - 1)
     src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
     load_before = load_average()
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
-        decode = decoders(ours, hf, args, Path(work))
-        use_inference_layout(ours)  # after the exports (which read the weights either way)
-        results: dict[str, Any] = {}
-        for mode, beam in (("greedy", 1), ("beam", args.beam_size)):
+        if args.runtimes:
+            decode = decoders(ours, hf, args, Path(work))
+            use_inference_layout(ours)  # after the exports (which read the weights either way)
+        for mode, beam in (("greedy", 1), ("beam", args.beam_size)) if args.runtimes else ():
             results[f"{mode}_batch{args.batch_size}"] = run_mode(decode, [src], beam, args)
             ones = [src[i : i + 1] for i in range(args.batch_one)]
             results[f"{mode}_batch1"] = run_mode(decode, ones, beam, args)
+    speculative: dict[str, Any] = {}
+    if args.lm_target and args.lm_draft:
+        speculative["language_model"] = speculative_rows.language_model_rows(args)
+    if args.mt_target and args.mt_draft:
+        speculative["translation"] = speculative_rows.translation_rows(args)
     load_after = load_average()
     runtime = time.perf_counter() - t_start
     warnings = []
@@ -234,25 +270,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "runtimes",
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),  # noqa: E501
+        "command": " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        ),  # noqa: E501
         "device": device_info(torch.device("cpu")),
         "versions": {
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "ctranslate2": ctranslate2.__version__, "onnxruntime": onnxruntime.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "ctranslate2": ctranslate2.__version__,
+            "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(),
         },  # fmt: skip
         "threads": args.threads,
         "git": git_info(),
         "load_average_1_5_15_min": {"before": load_before, "after": load_after},
-        "model": {"kind": "MarianMTModel (random seeded weights), imported with load_hf",
-                  "size": args.size, **SIZES[args.size], "vocab_size": args.vocab},  # fmt: skip
-        "data": {"batch_size": args.batch_size, "batch_one_sentences": args.batch_one,
-                 "src_len": args.src_len, "tokens_per_sentence": args.new_tokens - 1},  # fmt: skip
-        "decoding": {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
-                     "early_stopping": True},  # fmt: skip
-        "schedule": {"warmup": args.warmup, "rounds": args.rounds,
-                     "order": "interleaved, alternating"},  # fmt: skip
+        "model": {
+            "kind": "MarianMTModel (random seeded weights), imported with load_hf",
+            "size": args.size,
+            **SIZES[args.size],
+            "vocab_size": args.vocab,
+        },  # fmt: skip
+        "data": {
+            "batch_size": args.batch_size,
+            "batch_one_sentences": args.batch_one,
+            "src_len": args.src_len,
+            "tokens_per_sentence": args.new_tokens - 1,
+        },  # fmt: skip
+        "decoding": {
+            "beam_size": args.beam_size,
+            "length_penalty": args.length_penalty,
+            "early_stopping": True,
+        },  # fmt: skip
+        "schedule": {
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "order": "interleaved, alternating",
+        },  # fmt: skip
         "results": results,
+        "speculative": speculative,
         "warnings": warnings,
         "runtime_s": runtime,
     }
@@ -269,6 +324,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"    {name:13s} {row['tokens_per_s']:8.1f} tokens/s {row['ms_per_sentence']:8.1f}"
                 f" ms/sentence" + ("" if same is None else f"  identical: {same}")
             )
+    for task, block in speculative.items():
+        tables = block["rows"] if "greedy" not in block["rows"] else {"": block["rows"]}
+        for label, rows in tables.items():
+            print(f"  speculative, {task} {label}")
+            for name, row in rows.items():
+                extra = {k: v for k, v in row.items() if k != "tokens_per_s"}
+                print(f"    {name:16s} {row['tokens_per_s']:8.1f} tokens/s  {extra}")
     print_footer(warnings, runtime, args.out)
     return result
 

@@ -42,10 +42,11 @@ TRANSLATION_OPTIONS = {
 
 def trained_translator(options: dict, steps: int = 150, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    cfg = TransformerConfig(
+    values = dict(
         vocab_size=TASK.vocab_size, d_model=32, d_ff=64, num_heads=4, num_encoder_layers=2,
-        num_decoder_layers=2, dropout=0.0, max_positions=64, **options,
+        num_decoder_layers=2, dropout=0.0, max_positions=64,
     )  # fmt: skip
+    cfg = TransformerConfig(**{**values, **options})
     model = build_transformer(cfg)
     train_synthetic(model, TASK, steps=steps, batch_size=32, peak_lr=3e-3, warmup=30, seed=seed)
     return model.eval()
@@ -74,10 +75,11 @@ def char_gpt(**options) -> tuple[torch.nn.Module, Any]:
 
     tokenizer = CharTokenizer.train(CHAR_TEXT)
     torch.manual_seed(3)
-    cfg = GPTConfig(
+    values = dict(
         vocab_size=tokenizer.vocab_size, d_model=32, num_layers=2, num_heads=4, d_ff=64,
-        dropout=0.0, attention_dropout=0.0, context_length=24, **options,
+        dropout=0.0, attention_dropout=0.0, context_length=24,
     )  # fmt: skip
+    cfg = GPTConfig(**{**values, **options})
     model = build_gpt(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
