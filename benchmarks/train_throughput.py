@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import flops
 import torch
 from common import (
     ROOT,
@@ -353,6 +354,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "(self-attention) or k/v into one (cross-attention); formers uses separate "
             "q_proj/k_proj/v_proj nn.Linear layers",
         ],
+        "model_flops_utilization": {
+            r.name: flops.mfu(
+                ours, batches, r.summary()["median_step_s"], device_info(device)["name"]
+            )  # the same shapes: ours counts
+            for r in runners
+        }
+        if device.type == "cuda"
+        else None,
         "results": {
             "formers": ours_s,
             "torch": torch_s,
