@@ -45,6 +45,13 @@ ROWS = [
     ([*TRANSLATE, "--lenpen-form", "fairseq"], 2, ["lenpen_form must be one of gnmt, power"]),
     ([*TRANSLATE, "--device", "tpu9"], 2, ["unknown device 'tpu9'"]),
     ([*TRANSLATE, "--int8", "--device", "cuda"], 2, ["--int8 runs on a CPU only", "no cuda"]),
+    ([*TRANSLATE, "--draft", "{translator}", "--beam", "4"], 2,
+     ["--draft decodes greedily: use --beam 1"]),
+    ([*TRANSLATE, "--draft", "{translator}", "--beam", "1", "--draft-k", "0"], 2,
+     ["--draft-k must be an integer in [1, 16], got 0"]),
+    ([*TRANSLATE, "--draft", "{gpt}", "--beam", "1"], 2, ["--draft needs an encoder-decoder"]),
+    ([*TRANSLATE, "--draft", "{symbols}", "--beam", "1"], 2,
+     ["its tokenizer is not the model's"]),
     # formers translate: paths
     ([*TRANSLATE, "--output", "{folder}"], 2, ["--output", "is a directory"]),
     ([*TRANSLATE, "--output", "{missing}/out.txt"], 2, ["--output", "does not exist"]),
@@ -62,6 +69,7 @@ ROWS = [
     ([*GENERATE, "--int8", "--device", "cuda:0"], 2, ["--int8 runs on a CPU only"]),
     (["serve", "--checkpoint", "{gpt}", "--int8", "--device", "cuda"], 2,
      ["--int8 runs on a CPU only"]),
+    ([*GENERATE, "--draft", "{gpt}"], 2, ["--draft decodes greedily: use --temperature 0"]),
     ([*GENERATE, "--memory", "0"], 2, ["--memory must be in [1, 100,000]"]),
     ([*GENERATE, "--memory", "-1"], 2, ["--memory must be in [1, 100,000]"]),
     ([*GENERATE, "--memory", "8"], 2, ["memory length is for models with segment memory"]),
@@ -139,6 +147,7 @@ def paths(tmp_path_factory, spm_translator, char_gpt, bert_classifier) -> dict[s
                                                 num_encoder_layers=1, num_decoder_layers=1))
     no_symbols = root / "no_symbols"
     save_checkpoint(no_symbols, model, model.config.to_dict(), tokenizer=SymbolTokenizer(10))
+    save_checkpoint(root / "symbols", model, model.config.to_dict(), tokenizer=SymbolTokenizer(10))
     (no_symbols / "symbols.json").unlink()
     bad_chars = Path(shutil.copytree(char_gpt, root / "bad_chars"))
     (bad_chars / "chars.json").write_text('{"chars": ["a", ')
@@ -146,7 +155,7 @@ def paths(tmp_path_factory, spm_translator, char_gpt, bert_classifier) -> dict[s
         "translator": spm_translator, "gpt": char_gpt, "folder": root / "folder",
         "text": root / "text.txt", "missing": root / "missing", "recipe": recipe,
         "fresh": root / "fresh", "previous": previous, "no_symbols": no_symbols,
-        "bad_chars": bad_chars, "bert": bert_classifier,
+        "bad_chars": bad_chars, "bert": bert_classifier, "symbols": root / "symbols",
         "bad_weights": _corrupt_weights(spm_translator, root / "bad_weights"),
         "bad_gpt_weights": _corrupt_weights(char_gpt, root / "bad_gpt_weights"),
     }  # fmt: skip

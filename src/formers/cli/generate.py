@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from formers.cli.draft import add_draft_options, check_draft_options, load_draft
 from formers.cli.families import require_architecture
 from formers.cli.threads import add_threads_option, set_threads
 from formers.decoding.options import RANGES
@@ -55,6 +56,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     add_int8_option(p)
+    add_draft_options(p)
     add_threads_option(p)
     p.add_argument(
         "--no-stream", action="store_true", help="print the text at the end, not token by token"
@@ -73,6 +75,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_options(args)
+    check_draft_options(args, greedy=args.temperature == 0, how="--temperature 0")
     device = decoding_device(args.device, int8=args.int8)
     set_threads(args.threads)
 
@@ -90,11 +93,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "the prompt is empty and this model has no BOS token to start from; give a --prompt"
         )
+    draft = load_draft(args, tokenizer, "decoder-only", device)
+    if draft is not None:
+        from formers.decoding.speculative import speculative_generate
+
+        tokens, _ = speculative_generate(
+            model, draft, prompt, max_new_tokens=args.max_new_tokens, k=args.draft_k
+        )
+        args.no_stream = True
     # generate_stream checks the options and the prompt's length now, before anything is printed
-    tokens = generate_stream(
-        model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, memory=args.memory,
-    )  # fmt: skip
+    else:
+        tokens = generate_stream(
+            model, prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+            top_k=args.top_k, top_p=args.top_p, seed=args.seed, memory=args.memory,
+        )  # fmt: skip
     decoder = IncrementalDecoder(tokenizer, prompt)
     out = sys.stdout
     if args.no_stream:

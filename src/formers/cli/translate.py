@@ -16,6 +16,7 @@ import argparse
 import sys
 from typing import Any
 
+from formers.cli.draft import add_draft_options, check_draft_options, load_draft
 from formers.cli.families import require_architecture
 from formers.cli.textio import check_output, read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
@@ -65,6 +66,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     add_int8_option(p)
+    add_draft_options(p)
     add_threads_option(p)
     p.set_defaults(run=run)
 
@@ -92,6 +94,8 @@ def decode_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str
 def run(args: argparse.Namespace) -> int:
     check_translate_options(nbest=args.nbest, cli=True, **decode_options(args, {}))  # first
     check_output(args.output)  # before decoding, not after
+    beam = decode_options(args, {})["beam"] if args.beam is None else args.beam
+    check_draft_options(args, greedy=beam == 1, how="--beam 1")
     device = decoding_device(args.device, int8=args.int8)
     set_threads(args.threads)
     require_architecture(args.checkpoint, "encoder-decoder", "formers translate")  # before reading
@@ -112,9 +116,11 @@ def run(args: argparse.Namespace) -> int:
         used = ", ".join(f"{k}={options[k]}" for k in from_recipe)
         print(f"formers translate: from the checkpoint's [decode]: {used}", file=sys.stderr)
     check_translate_options(nbest=args.nbest, cli=True, **options)
+    check_draft_options(args, greedy=options["beam"] == 1, how="--beam 1")  # the recipe's too
+    draft = load_draft(args, tokenizer, "encoder-decoder", device)
     results = translate(
         model, tokenizer, sentences, nbest=args.nbest, device=device,
-        progress=sys.stderr.isatty(), **options,
+        progress=sys.stderr.isatty(), draft=draft, draft_k=args.draft_k, **options,
     )  # fmt: skip
     if args.nbest > 1:
         write_lines(format_nbest(results), args.output)

@@ -31,6 +31,7 @@ from formers.decoding import (
     max_lengths,
 )
 from formers.decoding.options import check_option, option_label
+from formers.decoding.speculative import speculative_greedy
 from formers.nn.modes import evaluating
 from formers.nn.positional import LearnedPositionalEmbedding
 
@@ -186,6 +187,8 @@ def translate(
     device: str | torch.device | None = None,
     progress: bool = False,
     max_sentences: int = 512,
+    draft: nn.Module | None = None,
+    draft_k: int = 4,
 ) -> list[list[Translation]]:
     """Translate ``sentences``; return the ``nbest`` best translations of each, in input order.
 
@@ -208,6 +211,9 @@ def translate(
         device: where to run; the model is moved there. ``None``: where the model already is.
         progress: show a progress bar (sentences translated) on stderr.
         max_sentences: at most this many sentences per batch.
+        draft: a smaller encoder-decoder with the same vocabulary: greedy search (``beam=1``)
+            then checks ``draft_k`` of its tokens per pass of ``model`` (speculative decoding,
+            :mod:`formers.decoding.speculative`; the same output, faster when it agrees).
 
     Returns:
         For each sentence, a list of ``nbest`` :class:`Translation` objects, best first (one
@@ -234,6 +240,13 @@ def translate(
     run_device = _model_device(model)
     limits: dict[str, Any] = dict(max_len_a=max_len_a, max_len_b=max_len_b)
     limits["max_len"] = output_limit(model)  # the target positions cap outputs
+    if draft is not None:
+        theirs = output_limit(draft)
+        if theirs is not None and (limits["max_len"] is None or theirs < limits["max_len"]):
+            raise ValueError(
+                f"the draft has {theirs} target positions, fewer than the model's "
+                f"{limits['max_len']}: it could not propose tokens as far as the model decodes"
+            )
     lp = length_penalty(lenpen_form, lenpen)
     empty = tokenizer.decode([])
     results = [[Translation(empty, 0.0, [])] for _ in sentences]  # empty sources keep these
@@ -247,7 +260,9 @@ def translate(
         for batch in length_batches(lengths, max_tokens, max_sentences):
             indices = [todo[j] for j in batch]
             src = _pad([sources[i] for i in indices], model.pad_id, run_device)
-            found = _search(model, src, beam=beam, lp=lp, nbest=nbest, **limits)
+            found = _search(
+                model, src, beam=beam, lp=lp, nbest=nbest, draft=draft, k=draft_k, **limits
+            )
             cut = max_lengths(torch.tensor([len(sources[i]) for i in indices]), **limits)  # (b,)
             for i, hyps, limit in zip(indices, found, cut.tolist(), strict=True):
                 results[i] = [
@@ -264,11 +279,18 @@ def _search(
     beam: int,
     lp: Callable[[int], float],
     nbest: int,
+    draft: nn.Module | None = None,
+    k: int = 4,
     **limits: Any,
 ) -> list[list[tuple[Tensor, float]]]:
     """``(tokens ending with EOS, score)`` of the ``nbest`` best outputs per source, best first."""
+    if draft is not None and beam != 1:
+        raise ValueError(f"a draft model decodes greedily (beam 1), not with a beam of {beam}")
     if beam == 1:  # greedy finds what a beam of 1 finds, without the beam bookkeeping
-        out = greedy_search(model, src, **limits)
+        if draft is not None:
+            out, _ = speculative_greedy(model, draft, src, k=k, **limits)
+        else:
+            out = greedy_search(model, src, **limits)
         lengths = out.lengths.tolist()
         return [[(out.tokens[r, :n], float(out.scores[r]) / lp(n))] for r, n in enumerate(lengths)]
     out = beam_search(model, src, beam_size=beam, length_penalty=lp, nbest=nbest, **limits)

@@ -1,0 +1,54 @@
+"""``--draft DIR`` and ``--draft-k K`` of ``formers translate`` and ``formers generate``:
+speculative greedy decoding (:mod:`formers.decoding.speculative`) with a smaller checkpoint
+trained on the same data. The output is the model's own greedy output; only the speed changes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def add_draft_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--draft", metavar="DIR",
+        help="a smaller checkpoint with the same tokenizer that proposes tokens for the model to "
+        "check several at a time (greedy only; the output is unchanged)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--draft-k", type=int, default=4, metavar="K", help="tokens the draft proposes (4)"
+    )
+
+
+def check_draft_options(args: argparse.Namespace, *, greedy: bool, how: str) -> None:
+    """Refuse, before loading, a draft with sampling or beams, or a bad ``--draft-k``."""
+    if args.draft is None:
+        return
+    if not greedy:
+        raise ValueError(f"--draft decodes greedily: use {how}")
+    if not 1 <= args.draft_k <= 16:
+        raise ValueError(f"--draft-k must be an integer in [1, 16], got {args.draft_k}")
+
+
+def load_draft(
+    args: argparse.Namespace, tokenizer: Any, kind: str, device: torch.device
+) -> nn.Module | None:
+    """The draft model, checked to share the model's tokenizer (``None`` without ``--draft``)."""
+    if args.draft is None:
+        return None
+    from formers.cli.families import require_architecture
+    from formers.inference.layout import use_inference_layout
+    from formers.training.checkpoint import load_model
+
+    require_architecture(args.draft, kind, "--draft")
+    draft, draft_tokenizer, _ = load_model(args.draft, device=device)
+    size = tokenizer.vocab_size
+    same = draft_tokenizer is not None and draft_tokenizer.vocab_size == size
+    if not same or list(draft_tokenizer.pieces(range(size))) != list(tokenizer.pieces(range(size))):
+        raise ValueError(
+            f"--draft {args.draft}: its tokenizer is not the model's; a draft must be trained "
+            "with the same tokenizer"
+        )
+    return use_inference_layout(draft)
