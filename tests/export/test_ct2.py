@@ -46,10 +46,11 @@ def _theirs(out: Path, lines: list[str], beam: int) -> list[list[int]]:
     translator = ct2.Translator(str(out), device="cpu", intra_threads=1)
     results = translator.translate_batch(
         [tokenizer.pieces(tokenizer.encode(line)) for line in lines], beam_size=beam,
-        length_penalty=1.0, max_decoding_length=LIMIT - 1,
-    )  # fmt: skip
+        length_penalty=1.0, max_decoding_length=LIMIT - 1, return_end_token=True,
+    )  # fmt: skip  (with its end token, a hypothesis' length counts the EOS, as formers')
     pieces = {p: i for i, p in enumerate(tokenizer.pieces(range(tokenizer.vocab_size)))}
-    return [[pieces[p] for p in r.hypotheses[0]] for r in results]
+    eos = tokenizer.eos_id
+    return [[pieces[p] for p in r.hypotheses[0] if pieces[p] != eos] for r in results]
 
 
 def test_log_probabilities_match(exported):
