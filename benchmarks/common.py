@@ -84,3 +84,19 @@ def print_footer(warnings: list[str], runtime: float, out: Path) -> None:
     for warning in warnings:
         print(f"WARNING: {warning}")
     print(f"runtime {runtime:.0f} s; wrote {out}")
+
+
+def result_header(benchmark: str, argv: list[str] | None, device: torch.device) -> dict[str, Any]:
+    """The fields every benchmark's JSON opens with: its name, when, the command, the machine
+    (the CPU model included) and the commit."""
+    import datetime
+    import sys
+
+    command = [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+    return {
+        "benchmark": benchmark,
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(command),
+        "device": device_info(device),
+        "git": git_info(),
+    }

@@ -16,9 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import ROOT, device_info, git_info, print_footer, write_result
+from common import ROOT, print_footer, result_header, write_result
 
 from formers.evaluation.bleu import corpus_scores
 from formers.export import export_checkpoint
@@ -132,13 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row.update(corpus_scores(hyps, references, tokenized=True))
         rows[name] = row
     result = {
-        "benchmark": "export_parity",
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
-        ),  # noqa: E501
-        "device": device_info(torch.device("cpu")),
-        "git": git_info(),
+        **result_header("export_parity", argv, torch.device("cpu")),
         "checkpoint": args.checkpoint,
         "decoding": {
             "beam": args.beam,

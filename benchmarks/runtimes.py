@@ -37,10 +37,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -49,7 +47,7 @@ from typing import Any
 
 import speculative_rows
 import torch
-from common import ROOT, device_info, git_info, load_average, print_footer, write_result
+from common import ROOT, load_average, print_footer, result_header, write_result
 from hf_decoding import SIZES, marian_model
 
 from formers.decoding import beam_search, greedy_search
@@ -268,12 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if load_before and load_before[0] > args.threads + 0.5:
         warnings.append(f"load average {load_before[0]} before the run: other work shared the CPU")
     result = {
-        "benchmark": "runtimes",
-        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
-        ),  # noqa: E501
-        "device": device_info(torch.device("cpu")),
+        **result_header("runtimes", argv, torch.device("cpu")),
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -282,7 +275,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "python": platform.python_version(),
         },  # fmt: skip
         "threads": args.threads,
-        "git": git_info(),
         "load_average_1_5_15_min": {"before": load_before, "after": load_after},
         "model": {
             "kind": "MarianMTModel (random seeded weights), imported with load_hf",

@@ -152,3 +152,24 @@ def test_serve_load_writes_json(tmp_path):
     r = json.loads(out.read_text())["results"]
     assert r["answered"] > 0 and r["dropped"] == 0 and r["wrong"] == 0
     assert r["latency_p99_s"] >= r["latency_p95_s"] >= r["latency_p50_s"] > 0
+
+
+def test_runtimes_writes_json(tmp_path):
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("transformers")
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "runtimes.py"), "--size", "tiny", "--rounds",
+        "1", "--warmup", "0", "--batch-size", "4", "--batch-one", "2", "--new-tokens", "6",
+        "--vocab", "100", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["device"]["cpu"]
+    for mode in ("greedy_batch4", "greedy_batch1", "beam_batch4", "beam_batch1"):
+        rows = result["results"][mode]
+        assert rows["formers"]["tokens_per_s"] > 0 and rows["ct2-int8"]["tokens_per_s"] > 0
+        assert rows["ct2"]["identical_to_formers"] and rows["transformers"]["identical_to_formers"]
+    assert result["results"]["greedy_batch4"]["onnxruntime"]["identical_to_formers"]
+    assert result["results"]["beam_batch4"]["onnxruntime"] == {"supported": False}
