@@ -92,10 +92,10 @@ def decode_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str
 
 
 def run(args: argparse.Namespace) -> int:
-    check_translate_options(nbest=args.nbest, cli=True, **decode_options(args, {}))  # first
+    given = decode_options(args, {})  # the flags, over the defaults
+    check_translate_options(nbest=args.nbest, cli=True, **given)  # first
     check_output(args.output)  # before decoding, not after
-    beam = decode_options(args, {})["beam"] if args.beam is None else args.beam
-    check_draft_options(args, greedy=beam == 1, how="--beam 1")
+    check_draft_options(args, greedy=given["beam"] == 1, how="--beam 1")
     device = decoding_device(args.device, int8=args.int8)
     set_threads(args.threads)
     require_architecture(args.checkpoint, "encoder-decoder", "formers translate")  # before reading

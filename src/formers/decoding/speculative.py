@@ -145,7 +145,7 @@ def _speculate(
         block = seq[rows, end : end + new]  # (b, new)
         stats.target_passes += rows.numel()
         stats.drafted += rows.numel() * k_now
-        ended = (gen + new >= limits[rows]).clone()
+        ended = gen + new >= limits[rows]
         if eos_id is not None:
             is_eos = block == eos_id
             hit = is_eos.any(dim=1)

@@ -64,15 +64,14 @@ def _set_norm(spec: Any, norm: nn.Module) -> None:
 
 
 def _fuse(spec: Any, linears: list[nn.Linear]) -> None:
-    """One CTranslate2 linear for several of ours, stacked along the outputs (QKV or KV)."""
-    spec.weight = _np(torch.cat([lin.weight for lin in linears]))
-    if any(lin.bias is not None for lin in linears):
-        spec.bias = _np(
-            torch.cat(
-                [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
-                 for lin in linears]
-            )
-        )  # fmt: skip
+    """One CTranslate2 linear for several of ours, stacked along the outputs (QKV or KV), by
+    CTranslate2's own ``fuse_linear`` (a missing bias becomes zeros)."""
+    import ctranslate2
+
+    parts = [ctranslate2.specs.common_spec.LinearSpec() for _ in linears]
+    for part, linear in zip(parts, linears, strict=True):
+        _set_linear(part, linear)
+    ctranslate2.converters.utils.fuse_linear(spec, parts)
 
 
 def _set_self_attention(spec: Any, attn: nn.Module, norm: nn.Module) -> None:
