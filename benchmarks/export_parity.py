@@ -6,6 +6,12 @@ Exports ``--checkpoint`` to CTranslate2 (float32) and ONNX, then decodes every s
 ONNX Runtime greedy only). Writes how many outputs are identical to formers fp32's and, with
 ``--references``, the BLEU of each (tokenized, lowercased: sacreBLEU with ``tokenize="none"``).
 
+Where an output differs from formers fp32's, both are scored by formers' fp32 model (teacher
+forcing, log-probabilities with the EOS): ``differences`` gives the first differing position, the
+log-probability margin there between formers' token and the other (the two share the prefix, so
+for greedy search it is how near the choice was to a tie) and each output's score under the
+length penalty (what beam search ranks by).
+
 Usage::
 
     python benchmarks/export_parity.py --checkpoint runs/multi30k_en_de_cpu/average \\
@@ -31,7 +37,7 @@ from formers.export import export_checkpoint
 from formers.export.onnx import OnnxTranslator
 from formers.inference.int8 import quantize_int8
 from formers.inference.layout import use_inference_layout
-from formers.inference.translate import length_batches, translate
+from formers.inference.translate import translate
 from formers.training.checkpoint import load_model
 
 
@@ -41,37 +47,73 @@ def _lines(path: str) -> list[str]:
         return [line.rstrip("\n") for line in f]
 
 
+def same_length_batches(lengths: list[int], size: int = 64) -> list[list[int]]:
+    """Indices in batches of at most ``size`` sources of one length each: the runtimes take one
+    length limit per batch, and formers limits each source by its own length."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(n, []).append(i)
+    return [g[k : k + size] for _, g in sorted(groups.items()) for k in range(0, len(g), size)]
+
+
 def _ct2(out: Path, tokenizer: Any, lines: list[str], beam: int, args) -> list[list[int]]:
     import ctranslate2
 
     translator = ctranslate2.Translator(str(out), device="cpu", intra_threads=args.threads)
     index = {p: i for i, p in enumerate(tokenizer.pieces(range(tokenizer.vocab_size)))}
     sources = [tokenizer.pieces(tokenizer.encode(line)) for line in lines]
-    limits = [int(args.max_len_a * len(s) + args.max_len_b) - 1 for s in sources]
-    found = []
-    for start in range(0, len(sources), 64):  # one limit per batch: its longest source's
-        chunk = sources[start : start + 64]
+    found: list[list[int]] = [[] for _ in sources]
+    for batch in same_length_batches([len(s) for s in sources]):
         results = translator.translate_batch(
-            chunk, beam_size=beam, length_penalty=args.lenpen, max_batch_size=64,
-            max_decoding_length=max(limits[start : start + 64]),
+            [sources[i] for i in batch], beam_size=beam, length_penalty=args.lenpen,
+            max_decoding_length=int(args.max_len_a * len(sources[batch[0]]) + args.max_len_b) - 1,
             suppress_sequences=[[piece] for piece in tokenizer.pieces([0, 1])],  # pad, BOS
             return_end_token=True,  # so that the length penalty counts the EOS, as formers'
         )  # fmt: skip
-        found += [[index[p] for p in r.hypotheses[0] if index[p] != 2] for r in results]
+        for i, r in zip(batch, results, strict=True):
+            found[i] = [index[p] for p in r.hypotheses[0] if index[p] != 2]
     return found
 
 
 def _onnx(out: Path, tokenizer: Any, lines: list[str], args) -> list[list[int]]:
     runtime = OnnxTranslator(out, threads=args.threads)
     ids = [tokenizer.encode(line) for line in lines]
-    found: list[list[int] | None] = [None] * len(ids)
-    for batch in length_batches([len(x) for x in ids], 4096, 64):
-        width = max(len(ids[i]) for i in batch)
-        src = np.array([ids[i] + [0] * (width - len(ids[i])) for i in batch], np.int64)
-        limit = int(args.max_len_a * width + args.max_len_b)
+    found: list[list[int]] = [[] for _ in ids]
+    for batch in same_length_batches([len(x) for x in ids]):
+        src = np.array([ids[i] for i in batch], np.int64)
+        limit = int(args.max_len_a * src.shape[1] + args.max_len_b)
         for i, row in zip(batch, runtime.greedy(src, limit), strict=True):
             found[i] = row
-    return found  # type: ignore[return-value]
+    return found
+
+
+@torch.no_grad()
+def differences(model: Any, tokenizer: Any, lines: list[str], found: list[list[int]],
+                ours: list[list[int]], lenpen: float) -> list[dict[str, Any]]:  # fmt: skip
+    """Each sentence whose ``found`` output is not ``ours``, scored by ``model`` (see above)."""
+    rows = []
+    for i, (theirs, mine) in enumerate(zip(found, ours, strict=True)):
+        if theirs == mine:
+            continue
+        src = torch.tensor([tokenizer.encode(lines[i])])
+        scored = []
+        for out in (mine, theirs):
+            tgt = torch.tensor([[model.bos_id, *out]])
+            lprobs = model(src, tgt).log_softmax(dim=-1)[0]  # (len + 1, V)
+            steps = lprobs.gather(1, torch.tensor([*out, model.eos_id])[:, None])[:, 0]
+            scored.append((lprobs, float(steps.sum()) / (len(out) + 1) ** lenpen))
+        pairs = enumerate(zip(mine, theirs, strict=False))
+        first = next((j for j, (a, b) in pairs if a != b), min(len(mine), len(theirs)))
+        mine_at, theirs_at = ((out + [model.eos_id])[first] for out in (mine, theirs))
+        at = scored[0][0][first]
+        rows.append({
+            "sentence": i + 1,
+            "first_difference": first,
+            "margin_at_difference": float(at[mine_at] - at[theirs_at]),
+            "score_formers": scored[0][1],
+            "score_other": scored[1][1],
+        })  # fmt: skip
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -125,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "sentences": len(lines),
             "seconds": seconds[name],
         }
+        if name.split(" ")[0] in ("ct2", "onnxruntime"):  # fp32, as formers'
+            row["differences"] = differences(model, tokenizer, lines, found, ours, args.lenpen)
         if references:
             hyps = [tokenizer.decode(ids) for ids in found]
             row.update(corpus_scores(hyps, references, tokenized=True))
