@@ -100,8 +100,8 @@ ROWS = [
     # formers export
     (["export", "--to", "ct2", "--checkpoint", "{bert}", "--out", "{fresh}"], 2,
      ["architecture 'bert' cannot be exported to CTranslate2", "exportable: transformer, gpt"]),
-    (["export", "--to", "onnx", "--checkpoint", "{gpt}", "--out", "{fresh}"], 2,
-     ["architecture 'gpt' cannot be exported to ONNX yet"]),
+    (["export", "--to", "onnx", "--checkpoint", "{bert}", "--out", "{fresh}"], 2,
+     ["architecture 'bert' cannot be exported to ONNX", "exportable: transformer, gpt"]),
     ([*CT2, "--out", "{folder}"], 2, ["already exists; pass --force"]),
     ([*CT2, "--out", "{text}", "--force"], 2, ["exists and is not a directory"]),
     ([*CT2, "--out", "{missing}/model"], 2, ["parent folder", "does not exist"]),

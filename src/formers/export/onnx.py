@@ -1,13 +1,16 @@
-"""Export an encoder-decoder checkpoint to ONNX (``torch.onnx.export`` with the dynamo exporter)
-for ONNX Runtime, and run greedy decoding on the exported graphs.
+"""Export a checkpoint to ONNX (``torch.onnx.export`` with the dynamo exporter) for ONNX
+Runtime, and decode greedily on the exported graphs.
 
-The directory holds ``encoder.onnx`` and ``decoder_step.onnx`` (see
-:mod:`formers.export.onnx_graphs` for their inputs and outputs), ``onnx_config.json`` (the
-tensor names, layer count, key/value heads, head width and special ids a runtime needs) and the
-tokenizer. Batch, source length and past length are dynamic, up to the model's positions.
+- An encoder-decoder (``transformer``) becomes ``encoder.onnx`` and ``decoder_step.onnx``;
+  :class:`OnnxTranslator` translates with them.
+- A decoder-only model (``gpt``) becomes ``decoder_step.onnx`` alone (new tokens and the past
+  keys and values -> the next-token logits and the grown keys and values); :class:`OnnxGenerator`
+  continues prompts with it as ``formers generate --temperature 0`` does.
 
-Only the encoder-decoder ``transformer`` family is exported: the decoder-only and other families
-are refused with the reason (their step graphs are not written yet).
+See :mod:`formers.export.onnx_graphs` for the graphs' inputs and outputs. ``onnx_config.json``
+holds the tensor names, layer count, key/value heads, head width and special ids a runtime needs;
+the tokenizer is written beside them. Batch, lengths and past length are dynamic, up to the
+model's positions. Other families are refused with the reason.
 """
 
 from __future__ import annotations
@@ -24,18 +27,19 @@ import torch
 from torch import nn
 
 from formers.export.common import ExportError, require_module
-from formers.export.onnx_graphs import DecoderStepGraph, EncoderGraph
+from formers.export.onnx_graphs import DecoderStepGraph, EncoderGraph, LanguageModelStepGraph
 
 CONFIG = "onnx_config.json"
 OPSET = 18
+FAMILIES = ("transformer", "gpt")
 
 
 def check_onnx(architecture: str) -> None:
     """Refuse, before loading anything, a family without exported graphs."""
-    if architecture != "transformer":
+    if architecture not in FAMILIES:
         raise ExportError(
-            f"architecture {architecture!r} cannot be exported to ONNX yet: only the "
-            "encoder-decoder 'transformer' family has its encoder and decoder-step graphs"
+            f"architecture {architecture!r} cannot be exported to ONNX: its step graphs are not "
+            f"written (exportable: {', '.join(FAMILIES)})"
         )
 
 
@@ -44,10 +48,41 @@ def _names(num_layers: int, kinds: tuple[str, str]) -> list[str]:
 
 
 def export_onnx(model: nn.Module, tokenizer: Any, architecture: str, out: Path) -> Path:
-    """Write ``encoder.onnx``, ``decoder_step.onnx`` and ``onnx_config.json`` into ``out``."""
+    """Write the graphs and ``onnx_config.json`` into ``out`` (``encoder.onnx`` and
+    ``decoder_step.onnx`` for a translation model, ``decoder_step.onnx`` for a language model).
+    """
     check_onnx(architecture)
     require_module("onnxscript", "export to ONNX")  # the dynamo exporter's translator
     model = model.eval()
+    config = (_export_language_model if architecture == "gpt" else _export_translation)(model, out)
+    (out / CONFIG).write_text(json.dumps({**config, "opset": OPSET}, indent=2) + "\n")
+    return out
+
+
+def _export_language_model(model: nn.Module, out: Path) -> dict[str, Any]:
+    cfg = model.config
+    layers, limit = cfg.num_layers, cfg.context_length
+    batch = torch.export.Dim("batch", max=4096)
+    new = torch.export.Dim("new_len", max=limit)
+    past = torch.export.Dim("past_len", max=limit - 1)
+    g, dh = cfg.kv_heads, cfg.head_dim
+    pasts = tuple(torch.randn(2, g, 3, dh) for _ in range(2 * layers))
+    tokens = torch.tensor([[3, 4], [5, 6]]).clamp(max=cfg.vocab_size - 1)  # (2, 2)
+    past_names, present_names = (_names(layers, ("past_k", "past_v")),
+                                 _names(layers, ("present_k", "present_v")))  # fmt: skip
+    _export(
+        LanguageModelStepGraph(model), (tokens, *pasts), out / "decoder_step.onnx",
+        ["tokens", *past_names], ["logits", *present_names],
+        {"tokens": {0: batch, 1: new}, "past": tuple([{0: batch, 2: past}] * (2 * layers))},
+    )  # fmt: skip
+    return {
+        "kind": "language_model", "num_layers": layers, "kv_heads": g, "head_dim": dh,
+        "context_length": limit, "eos_id": cfg.eos_id, "bos_id": cfg.bos_id,
+        "decoder_step": {"inputs": ["tokens", *past_names], "outputs": ["logits", *present_names]},
+    }  # fmt: skip
+
+
+def _export_translation(model: nn.Module, out: Path) -> dict[str, Any]:
     cfg = model.config
     layers = cfg.num_decoder_layers
     limit = cfg.max_positions
@@ -77,18 +112,15 @@ def export_onnx(model: nn.Module, tokenizer: Any, architecture: str, out: Path) 
         ["logits", *present_names],
         {"tokens": {0: batch}, "src_mask": {0: batch, 1: src_len}, "states": states},
     )  # fmt: skip
-    config = {
-        "num_layers": layers, "kv_heads": g, "head_dim": dh, "max_positions": limit,
-        "pad_id": cfg.pad_id, "bos_id": cfg.bos_id, "eos_id": cfg.eos_id,
+    return {
+        "kind": "translation", "num_layers": layers, "kv_heads": g, "head_dim": dh,
+        "max_positions": limit, "pad_id": cfg.pad_id, "bos_id": cfg.bos_id, "eos_id": cfg.eos_id,
         "encoder": {"inputs": ["src"], "outputs": ["src_mask", *cross_names]},
         "decoder_step": {
             "inputs": ["tokens", "src_mask", *cross_names, *past_names],
             "outputs": ["logits", *present_names],
         },
-        "opset": OPSET,
     }  # fmt: skip
-    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    return out
 
 
 def _export(
@@ -107,6 +139,26 @@ def _export(
     program.save(str(path))
 
 
+def _sessions(directory: str | Path, threads: int | None, kind: str,
+              graphs: tuple[str, ...]) -> tuple[dict[str, Any], list[Any]]:  # fmt: skip
+    """The export's config and an ONNX Runtime session per graph (CPU, ``threads`` intra-op)."""
+    ort = require_module("onnxruntime", "running an ONNX export")
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG).read_text())
+    found = config.get("kind", "translation")
+    if found != kind:
+        name = {"translation": "translation", "language_model": "language model"}
+        raise ExportError(f"{directory} holds a {name[found]} export, not a {name[kind]} one")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    return config, [
+        ort.InferenceSession(str(directory / name), options, providers=providers) for name in graphs
+    ]
+
+
 class OnnxTranslator:
     """Greedy decoding with ONNX Runtime on an exported directory (the reference loop people
     would write: encode once, then one decoder step a token with the grown keys and values).
@@ -117,20 +169,9 @@ class OnnxTranslator:
     """
 
     def __init__(self, directory: str | Path, threads: int | None = None) -> None:
-        ort = require_module("onnxruntime", "running an ONNX export")
-        directory = Path(directory)
-        self.config = json.loads((directory / CONFIG).read_text())
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-        self.encoder = ort.InferenceSession(
-            str(directory / "encoder.onnx"), options, providers=providers
-        )  # noqa: E501
-        self.step = ort.InferenceSession(
-            str(directory / "decoder_step.onnx"), options, providers=providers
-        )  # noqa: E501
+        self.config, (self.encoder, self.step) = _sessions(
+            directory, threads, "translation", ("encoder.onnx", "decoder_step.onnx")
+        )
 
     def encode(self, src: np.ndarray) -> list[np.ndarray]:
         """``(b, s)`` int64 source ids -> ``[src_mask, cross k/v ...]``."""
@@ -171,3 +212,55 @@ class OnnxTranslator:
                 break
             tokens = best[:, None].astype(np.int64)
         return [row[:n].tolist() for row, n in zip(out, lengths, strict=True)]
+
+
+class OnnxGenerator:
+    """Greedy continuation of prompts with ONNX Runtime on a decoder-only export, by the rules of
+    :func:`formers.inference.generate.generate` with ``temperature=0``: the prompt in one pass,
+    then one token a step with the grown keys and values; once the context is full, every step
+    reads the last ``context_length`` tokens afresh (an empty past).
+
+    Args:
+        directory: what :func:`~formers.export.export_checkpoint` wrote with ``to="onnx"`` for a
+            ``gpt`` checkpoint.
+        threads: ONNX Runtime's intra-op threads (``None``: its default).
+    """
+
+    def __init__(self, directory: str | Path, threads: int | None = None) -> None:
+        self.config, (self.step,) = _sessions(
+            directory, threads, "language_model", ("decoder_step.onnx",)
+        )
+
+    def empty_past(self, batch: int) -> list[np.ndarray]:
+        c = self.config
+        return [np.zeros((batch, c["kv_heads"], 0, c["head_dim"]), np.float32)] * (
+            2 * c["num_layers"]
+        )
+
+    def step_logits(self, tokens: np.ndarray,
+                    past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:  # fmt: skip
+        """``(b, t)`` new tokens -> the ``(b, V)`` next-token logits and the grown past."""
+        names = self.config["decoder_step"]["inputs"]
+        logits, *present = self.step.run(None, dict(zip(names, [tokens, *past], strict=True)))
+        return logits, present
+
+    def greedy(self, prompt: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> list[int]:
+        """The new tokens after ``prompt`` (EOS included when it ends them)."""
+        c = self.config
+        context, eos = c["context_length"], c["eos_id"]
+        tokens = list(prompt) or ([c["bos_id"]] if c["bos_id"] is not None else [])
+        if not 0 < len(tokens) <= context:
+            raise ValueError(f"the prompt must have 1 to {context} tokens, got {len(tokens)}")
+        logits, past = self.step_logits(np.array([tokens], np.int64), self.empty_past(1))
+        new: list[int] = []
+        while True:
+            token = int(logits[0].argmax())
+            new.append(token)
+            if (stop_at_eos and token == eos) or len(new) == max_new_tokens:
+                return new
+            tokens.append(token)
+            if past[0].shape[2] < context:
+                logits, past = self.step_logits(np.array([[token]], np.int64), past)
+            else:  # the window slides: no cached keys can be reused
+                window = np.array([tokens[-context:]], np.int64)
+                logits, past = self.step_logits(window, self.empty_past(1))

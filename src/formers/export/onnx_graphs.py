@@ -9,6 +9,10 @@ that the exported computation is the one formers runs (no second implementation 
   logits ``(b, V)`` and the grown keys and values ``(b, g, p + t, dh)``. Positions continue from
   ``p`` (the past's length), so one graph serves every step; the first has ``p = 0``.
 
+A decoder-only language model is one graph, :class:`LanguageModelStepGraph`: new tokens and each
+layer's past keys and values -> the next-token logits and the grown keys and values (the prompt
+is fed with an empty past, then one token a step).
+
 Shapes: b batch, s source length, t new tokens, p past length, g key/value heads, dh head dim.
 """
 
@@ -84,5 +88,23 @@ class DecoderStepGraph(nn.Module):
         ]  # fmt: skip
         cache = DecoderCache(layers)
         logits = self.model.decode(tokens, None, src_mask[:, None, None, :], cache=cache)
+        grown = [t for layer in layers for t in (layer.self_attn.k, layer.self_attn.v)]
+        return (logits[:, -1], *grown)
+
+
+class LanguageModelStepGraph(nn.Module):
+    """``(tokens, past self k/v...)`` -> ``(logits, self k/v...)`` for a decoder-only model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.num_layers = len(list(model.decoder.layers.steps()))
+
+    def forward(self, tokens: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
+        layers = [
+            LayerCache(PastKVCache(past[2 * i], past[2 * i + 1]), None)
+            for i in range(self.num_layers)
+        ]
+        logits = self.model.decode(tokens, DecoderCache(layers))
         grown = [t for layer in layers for t in (layer.self_attn.k, layer.self_attn.v)]
         return (logits[:, -1], *grown)

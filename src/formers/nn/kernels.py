@@ -63,8 +63,14 @@ class AttentionKernel(Protocol):
         ...
 
 
+def _symbolic(size: int) -> bool:
+    """A size that is a symbol (exporting with a dynamic length): no branch may depend on it."""
+    return isinstance(size, torch.SymInt)
+
+
 def _merged_mask(mask: Tensor | None, causal: bool, t_q: int, t_k: int, device) -> Tensor | None:
-    if not causal or t_q == 1:  # one query is the last: bottom-right aligned, it sees every key
+    # one query is the last: bottom-right aligned, it sees every key
+    if not causal or (not _symbolic(t_q) and t_q == 1):
         return mask
     return combine_masks(mask, causal_mask(t_q, t_k, device=device))
 
@@ -88,9 +94,11 @@ def sdpa_attention(
     t_q, t_k = q.size(-2), k.size(-2)
     # SDPA's own is_causal is top-left aligned; it equals ours only when t_q == t_k, and it
     # selects the fastest kernels only without an explicit mask. One query (a decoding step)
-    # needs no causal mask at all.
-    causal = causal and t_q > 1
-    use_is_causal = causal and mask is None and bias is None and t_q == t_k
+    # needs no causal mask at all. A symbolic query length (an exported graph that serves a
+    # prompt and single tokens) gets the explicit bottom-right mask, right for every length.
+    symbolic = _symbolic(t_q) or _symbolic(t_k)
+    causal = causal and (symbolic or t_q > 1)
+    use_is_causal = causal and not symbolic and mask is None and bias is None and t_q == t_k
     attn_mask = None if use_is_causal else _merged_mask(mask, causal, t_q, t_k, q.device)
     if bias is not None:
         bias = bias.to(q.dtype)

@@ -1,0 +1,357 @@
+"""What removes the time outside the matrix products of a decoding step? Each attempt decodes the
+same weights as ``runtimes.py`` (the base-sized Marian-shaped model, 1 thread, every sentence
+``N - 1`` tokens then EOS), greedily, interleaved; outputs are compared with ``formers``:
+
+- ``formers``: ``greedy_search`` with the column-major layout ``formers translate`` uses;
+- ``standard-layout``: ``nn.Linear``'s own row-major weights;
+- ``onednn-packed``: every ``nn.Linear`` through PyTorch's oneDNN linear with weights packed once
+  (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, what Inductor's freezing
+  uses on a CPU);
+- ``static-cache``: a decoding step over a key/value cache of fixed capacity, written in place
+  at the step's slot, so that every step has the same shapes (formers' own modules; the
+  embedding and the search rules stay outside the step);
+- ``static-cache-compiled``: that step through ``torch.compile`` (Inductor, freezing on); the
+  seconds its first call took (compiling) are reported.
+
+Beam search (4) is measured for the layouts only (the static-cache step is greedy-only).
+
+``products_alone``: the bound under all of them. A forward hook records every ``nn.Linear`` call
+of one ``formers`` decode (its weight and input shape); the same products are then replayed alone
+(random inputs of those shapes, the same weights and layout) and timed. A decoder that removed
+all the time outside the products would take that long; it bounds the tokens/s any attempt of
+this kind can reach, and is set beside 1.5x Hugging Face's tokens/s from a ``runtimes.py`` JSON
+(``--runtimes-json``), the issue's target.
+
+Usage::
+
+    python benchmarks/decode_attempts.py --out benchmarks/results/decode_attempts_cpu_epyc.json
+    python benchmarks/decode_attempts.py --size tiny --rounds 1 --batch-one 2 --out /tmp/a.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from common import ROOT, load_average, print_footer, result_header, write_result
+from hf_decoding import SIZES, marian_model
+from torch import Tensor, nn
+
+from formers.decoding import beam_search, greedy_search
+from formers.decoding.base import constrain
+from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
+
+ATTEMPTS = ("formers", "standard-layout", "onednn-packed", "static-cache", "static-cache-compiled")
+
+
+class PackedLinear(nn.Linear):
+    """An ``nn.Linear`` (same parameters) that multiplies by a oneDNN-packed copy of its weight,
+    made once: for inference only (the copy does not follow later changes to ``weight``)."""
+
+    @classmethod
+    def of(cls, linear: nn.Linear, rows: int) -> PackedLinear:
+        packed = cls.__new__(cls)
+        nn.Module.__init__(packed)
+        packed.in_features, packed.out_features = linear.in_features, linear.out_features
+        packed.weight, packed.bias = linear.weight, linear.bias
+        packed.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
+        return packed
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+def pack_linears(model: nn.Module, rows: int) -> nn.Module:
+    """Replace every plain ``nn.Linear`` of ``model`` with a :class:`PackedLinear`, in place."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, PackedLinear.of(child, rows))
+    return model
+
+
+class SlotKVCache(KVCache):
+    """Self-attention keys and values in buffers of fixed capacity ``(b, g, T, dh)``; each step
+    writes its keys at ``slot`` (a ``(1,)`` tensor) in place and attends over the whole buffer
+    (the step's mask hides the slots not yet written)."""
+
+    def __init__(self, k: Tensor, v: Tensor, slot: Tensor) -> None:  # noqa: D107 (own storage)
+        self.k, self.v, self.slot = k, v, slot
+
+    @property
+    def length(self) -> int:  # type: ignore[override]
+        return self.k.size(2)
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.k.index_copy_(2, self.slot, k)
+        self.v.index_copy_(2, self.slot, v)
+        return self.k, self.v
+
+
+class StaticStep(nn.Module):
+    """``(embedded token (b, 1, d), slot (1,), source mask (b, s), cross k/v, self buffers)`` ->
+    ``(b, V)`` logits, with the self-attention buffers written in place: the same shapes at
+    every step, so that a compiler specializes once."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, slot: Tensor, src_mask: Tensor, cross: list[Tensor],
+                buffers: list[Tensor]) -> Tensor:  # fmt: skip
+        layers = []
+        for i in range(len(buffers) // 2):
+            fixed = StaticKVCache()
+            fixed.update(cross[2 * i], cross[2 * i + 1])
+            layers.append(LayerCache(SlotKVCache(buffers[2 * i], buffers[2 * i + 1], slot), fixed))
+        capacity = buffers[0].size(2)
+        written = (torch.arange(capacity, device=slot.device) <= slot)[None, None, None, :]
+        hidden = self.model.decoder(
+            x, None, memory_mask=src_mask[:, None, None, :], self_mask=written,
+            cache=DecoderCache(layers),
+        )  # fmt: skip
+        return self.model.generator(hidden)[:, -1]
+
+
+def cross_states(model: nn.Module, src: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """The source mask ``(b, s)`` and every decoder layer's cross-attention keys and values."""
+    mask = model.source_mask(src)
+    memory = model.encode(src, mask)
+    states = []
+    for layer in model.decoder.layers.steps():
+        attn = layer.cross_attn
+        states += [
+            attn._split(proj(memory), attn.num_kv_heads) for proj in (attn.k_proj, attn.v_proj)
+        ]
+    return mask[:, 0, 0], states
+
+
+def static_greedy(model: nn.Module, step: Callable[..., Tensor], src: Tensor, n: int) -> Tensor:
+    """Greedy search by formers' rules (:func:`~formers.decoding.base.constrain`) over the
+    static-cache ``step``; every row gets exactly ``n`` steps (no row leaves the batch, so the
+    shapes never change): ``(b, n - 1)`` tokens before the forced EOS."""
+    mask, cross = cross_states(model, src)
+    b = src.size(0)
+    g, dh = cross[0].size(1), cross[0].size(3)
+    buffers = [cross[0].new_zeros(b, g, n, dh) for _ in cross]
+    limits = torch.full((b,), n)
+    token = torch.full((b, 1), model.bos_id)
+    out = []
+    for i in range(n):
+        slot = torch.tensor([i])
+        x = model.tgt_embed(token, positions=slot.expand(b, 1))  # (b, 1, d)
+        lprobs = F.log_softmax(step(x, slot, mask, cross, buffers).float(), dim=-1)
+        constrain(lprobs, i, limits, pad_id=model.pad_id, bos_id=model.bos_id,
+                  eos_id=model.eos_id, min_len=n - 1)  # fmt: skip
+        token = lprobs.argmax(dim=-1, keepdim=True)
+        out.append(token)
+    return torch.cat(out, dim=1)[:, : n - 1]
+
+
+def recorded_products(model: nn.Module, decode: Callable[[], Any]) -> list[tuple[Tensor, Any, int]]:
+    """Every ``nn.Linear`` call of one ``decode()``: ``(weight, bias, rows)``."""
+    calls: list[tuple[Tensor, Any, int]] = []
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        calls.append((module.weight, module.bias, inputs[0].numel() // module.in_features))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        decode()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def replay_seconds(calls: list[tuple[Tensor, Any, int]], rounds: int) -> float:
+    """Median seconds of the recorded products alone (inputs made beforehand)."""
+    inputs = [torch.randn(rows, w.size(1)) for w, _, rows in calls]
+    times = []
+    with torch.inference_mode():
+        for _ in range(rounds + 1):
+            start = time.perf_counter()
+            for (w, bias, _), x in zip(calls, inputs, strict=True):
+                F.linear(x, w, bias)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--size", choices=sorted(SIZES), default="base")
+    p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-one", type=int, default=8, help="sources decoded one at a time")
+    p.add_argument("--src-len", type=int, default=20)
+    p.add_argument("--new-tokens", type=int, default=31, help="N: N - 1 tokens, then EOS")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--runtimes-json",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "runtimes_cpu_epyc.json",
+        help="a runtimes.py result of the same size: Hugging Face's and CTranslate2's tokens/s",
+    )
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
+                   "decode_attempts_cpu.json")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.Module]:
+    """``attempt -> decode(src, beam)`` (returning ``None`` where unsupported), and the formers
+    model."""
+    from formers.inference.layout import use_inference_layout
+    from formers.models.transformer.convert import load_hf
+
+    base = load_hf(marian_model(args)).eval()
+    ours = use_inference_layout(copy.deepcopy(base))
+    packed = pack_linears(copy.deepcopy(base), args.batch_size)
+    n = args.new_tokens
+    step = StaticStep(base).eval()
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compiled = torch.compile(step)
+
+    def searched(model: nn.Module) -> Callable[..., Any]:
+        def decode(src: Tensor, beam: int) -> Tensor:
+            common = dict(max_len_a=0.0, max_len_b=n, min_len=n - 1)
+            if beam == 1:
+                return greedy_search(model, src, **common).tokens[:, : n - 1]
+            return beam_search(model, src, beam_size=beam, **common).tokens[:, : n - 1]
+
+        return decode
+
+    def static(run: Callable[..., Tensor]) -> Callable[..., Any]:
+        def decode(src: Tensor, beam: int) -> Tensor | None:
+            return static_greedy(base, run, src, n) if beam == 1 else None
+
+        return decode
+
+    attempts = {
+        "formers": searched(ours), "standard-layout": searched(base),
+        "onednn-packed": searched(packed), "static-cache": static(step),
+        "static-cache-compiled": static(compiled),
+    }  # fmt: skip
+    return attempts, ours
+
+
+def run_mode(attempts: dict[str, Callable[..., Any]], batches: list[Tensor], beam: int,
+             args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    """Interleaved rounds of every attempt; the first (untimed) call of each is timed apart
+    (the compiled step compiles there)."""
+    tokens = sum(b.size(0) for b in batches) * (args.new_tokens - 1)
+    times: dict[str, list[float]] = {name: [] for name in attempts}
+    outputs: dict[str, Any] = {}
+
+    def once(name: str) -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            outs = [attempts[name](src, beam) for src in batches]
+        outputs[name] = None if outs[0] is None else torch.cat(outs)
+        return time.perf_counter() - start
+
+    first_call = {name: once(name) for name in attempts}
+    for k in range(args.rounds):
+        for name in attempts if k % 2 == 0 else list(attempts)[::-1]:
+            times[name].append(once(name))
+    rows: dict[str, Any] = {}
+    for name in attempts:
+        if outputs[name] is None:
+            rows[name] = {"supported": False}
+            continue
+        median = statistics.median(times[name])
+        rows[name] = {
+            "tokens_per_s": tokens / median,
+            "speed_over_formers": statistics.median(times["formers"]) / median,
+            "identical_to_formers": torch.equal(outputs[name], outputs["formers"]),
+            "first_call_s": first_call[name],
+            "seconds_per_round": times[name],
+        }
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    attempts, ours = build(args)
+    gen = torch.Generator().manual_seed(args.seed)
+    src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
+    load_before = load_average()
+    reference = {}
+    if args.runtimes_json.exists():
+        measured = json.loads(args.runtimes_json.read_text())
+        if measured["model"]["size"] == args.size and measured["threads"] == args.threads:
+            reference = measured["results"]
+    results: dict[str, Any] = {}
+    ones = [src[i : i + 1] for i in range(args.batch_one)]
+    for label, batches in ((f"batch{args.batch_size}", [src]), ("batch1", ones)):
+        for mode, beam in (("greedy", 1), ("beam", args.beam_size)):
+            key = f"{mode}_{label}"
+            rows = run_mode(attempts, batches, beam, args)
+            tokens = sum(b.size(0) for b in batches) * (args.new_tokens - 1)
+            calls = recorded_products(
+                ours, lambda b=batches, m=beam: [attempts["formers"](s, m) for s in b]
+            )  # fmt: skip
+            alone = replay_seconds(calls, args.rounds)
+            bound = {"tokens_per_s": tokens / alone, "products": len(calls)}
+            hf = reference.get(key, {}).get("transformers", {}).get("tokens_per_s")
+            ct2 = reference.get(key, {}).get("ct2", {}).get("tokens_per_s")
+            if hf:
+                bound["target_1.5x_transformers_tokens_per_s"] = 1.5 * hf
+            if ct2:
+                bound["ct2_tokens_per_s"] = ct2
+            rows["products_alone"] = bound
+            results[key] = rows
+    runtime = time.perf_counter() - t_start
+    warnings = []
+    if load_before and load_before[0] > args.threads + 0.5:
+        warnings.append(f"load average {load_before[0]} before the run: other work shared the CPU")
+    result = {
+        **result_header("decode_attempts", argv, torch.device("cpu")),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "load_average_1_5_min_before": load_before,
+        "model": {"size": args.size, **SIZES[args.size], "vocab_size": args.vocab},
+        "data": {
+            "batch_size": args.batch_size,
+            "batch_one_sentences": args.batch_one,
+            "src_len": args.src_len,
+            "tokens_per_sentence": args.new_tokens - 1,
+        },  # fmt: skip
+        "rounds": args.rounds,
+        "reference": str(args.runtimes_json) if reference else None,
+        "results": results,
+        "warnings": warnings,
+        "runtime_s": runtime,
+    }
+    write_result(args.out, result)
+    for key, rows in results.items():
+        print(key)
+        for name, row in rows.items():
+            if not row.get("supported", True):
+                print(f"  {name:22s} (greedy only)")
+                continue
+            extra = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
+                     if k not in ("tokens_per_s", "seconds_per_round")}  # fmt: skip
+            print(f"  {name:22s} {row['tokens_per_s']:8.1f} tokens/s  {extra}")
+    print_footer(warnings, runtime, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
