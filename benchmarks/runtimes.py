@@ -174,6 +174,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lm-prompts", type=int, default=8)
     p.add_argument("--lm-prompt-chars", type=int, default=16)
     p.add_argument("--lm-new-tokens", type=int, default=48)
+    p.add_argument(
+        "--lm-blockwise-steps",
+        type=int,
+        default=0,
+        help="train blockwise proposal heads this many steps (0: no blockwise rows)",
+    )
     p.add_argument("--mt-target", help="a trained translation checkpoint")
     p.add_argument("--mt-draft", help="its draft (same tokenizer)")
     p.add_argument(

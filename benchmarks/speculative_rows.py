@@ -4,7 +4,11 @@ interleaved; tokens/s, the speed-up, the mean accepted block (tokens per target 
 whether the outputs are identical to plain greedy's.
 
 - a language model (``--lm-target`` and ``--lm-draft``): prompts cut from the text's validation
-  part, ``--lm-new-tokens`` new characters each, one prompt at a time;
+  part, ``--lm-new-tokens`` new characters each, one prompt at a time; with
+  ``--lm-blockwise-steps N``, also blockwise parallel decoding (:mod:`formers.decoding.blockwise`)
+  with proposal heads for the largest ``k + 1`` trained here for ``N`` steps on the text's
+  training part (the model frozen), a block of ``k + 1`` per pass (the model's token and ``k``
+  guesses, as many proposals as the draft's);
 - a translation model (``--mt-target`` and ``--mt-draft``): the first ``--mt-sentences`` sources
   of ``--mt-sources``, one at a time and in one batch.
 """
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 
 from formers.decoding import greedy_search
+from formers.decoding.blockwise import BlockwiseHeads, blockwise_generate, fit_heads
 from formers.decoding.speculative import speculative_generate, speculative_greedy
 from formers.inference.generate import generate
 from formers.inference.layout import use_inference_layout
@@ -70,6 +75,13 @@ def language_model_rows(args: Any) -> dict[str, Any]:
         runs[f"speculative_k{k}"] = lambda k=k: [
             speculative_generate(target, draft, p, max_new_tokens=n, k=k) for p in prompts
         ]
+    heads_info = None
+    if args.lm_blockwise_steps:
+        heads, heads_info = _blockwise_heads(target, tokenizer, text, max(args.k) + 1, args)
+        for k in args.k:
+            runs[f"blockwise_k{k}"] = lambda k=k: [
+                blockwise_generate(target, heads.first(k + 1), p, max_new_tokens=n) for p in prompts
+            ]
     found = _compare(runs, args.rounds)
     plain_time, plain = found["greedy"]
     tokens = sum(len(o) for o in plain)
@@ -90,7 +102,21 @@ def language_model_rows(args: Any) -> dict[str, Any]:
     return {"target": args.lm_target, "draft": args.lm_draft, "prompts": len(prompts),
             "new_tokens": n, "parameters": {"target": target.num_parameters(),
                                             "draft": draft.num_parameters()},
-            "rows": rows}  # fmt: skip
+            "blockwise_heads": heads_info, "rows": rows}  # fmt: skip
+
+
+def _blockwise_heads(model: Any, tokenizer: Any, text: str, k: int,
+                     args: Any) -> tuple[BlockwiseHeads, dict[str, Any]]:  # fmt: skip
+    """Proposal heads for blocks of up to ``k``, trained on the first 90% of ``text``."""
+    train = torch.tensor(tokenizer.encode(text[: int(len(text) * 0.9)]))
+    heads = BlockwiseHeads(model.config.d_model, k)
+    start = time.perf_counter()
+    with torch.inference_mode(False):
+        losses = fit_heads(model, heads, train, steps=args.lm_blockwise_steps, seed=args.seed)
+    info = {"k": k, "steps": args.lm_blockwise_steps, "seconds": time.perf_counter() - start,
+            "first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "parameters": sum(p.numel() for p in heads.parameters())}  # fmt: skip
+    return heads.eval(), info
 
 
 def translation_rows(args: Any) -> dict[str, Any]:

@@ -98,6 +98,11 @@ class DecoderOnlyLM(nn.Module):
     def _logits(
         self, tokens: Tensor, *, mask: Tensor | None = None, cache: DecoderCache | None = None
     ) -> Tensor:
+        return self.generator(self._hidden(tokens, mask=mask, cache=cache))
+
+    def _hidden(
+        self, tokens: Tensor, *, mask: Tensor | None = None, cache: DecoderCache | None = None
+    ) -> Tensor:
         check_inputs(tokens, mask)
         offset = 0 if cache is None else cache.length
         self._check_length(offset + tokens.size(1))
@@ -108,10 +113,9 @@ class DecoderOnlyLM(nn.Module):
             queries = key_positions = None if mask is None else row_positions(mask)
         positions = None if queries is None else Positions(queries, key_positions)
         x = self.embed(tokens, offset, queries)
-        hidden = self.decoder(
+        return self.decoder(
             x, self_mask=AttentionMask(keys=keys, causal=True), cache=cache, positions=positions
-        )
-        return self.generator(hidden)
+        )  # (b, t, d): the last layer's states, before the output projection
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         """Next-token logits at every position (position ``i`` sees tokens ``0..i``).
@@ -159,6 +163,13 @@ class DecoderOnlyLM(nn.Module):
             ``(b, t_new, V)`` logits of the new positions.
         """
         return self._logits(tokens, cache=cache, mask=mask)
+
+    def decode_hidden(
+        self, tokens: Tensor, cache: DecoderCache, mask: Tensor | None = None
+    ) -> Tensor:
+        """:meth:`decode` without the output projection: the ``(b, t_new, d)`` states that
+        ``generator`` maps to the logits (for heads of one's own on top of the model)."""
+        return self._hidden(tokens, cache=cache, mask=mask)
 
     @torch.no_grad()
     def num_parameters(self) -> int:

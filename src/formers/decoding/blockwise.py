@@ -1,0 +1,165 @@
+"""Blockwise parallel decoding (Stern, Shazeer and Uszkoreit 2018, arXiv 1811.03115): the model
+proposes several tokens per pass with extra heads of its own, and checks them in the next pass.
+
+A decoder-only model gets ``k - 1`` proposal heads (:class:`BlockwiseHeads`). Head ``i`` reads
+the model's last hidden state at a position and guesses the token ``i + 1`` places ahead; the
+model's own output projection still predicts the next token (the paper's "frozen" setting: the
+model is unchanged, only the heads are trained, :func:`fit_heads`). Each head is the paper's
+feed-forward layer with a residual connection, followed by the model's (shared) output
+projection.
+
+Decoding (:func:`blockwise_generate`) combines the paper's predict and verify steps in one pass.
+The block fed is the model's greedy token followed by the heads' ``k - 1`` guesses. The pass gives
+the model's greedy choice after every prefix of the block; the longest run of guesses that match
+those choices is accepted, and the hidden state at the last accepted token yields the next block
+(the model's next token and new guesses). Every accepted token is the model's greedy choice, so
+the output is plain greedy decoding's (tested in float64; in float32 a pass over several
+positions may round a near-tie differently from single steps).
+
+Deviations from the paper: language models only (no encoder-decoder); greedy only; one head per
+offset instead of one wide layer split ``k`` ways (the same function class); the heads are
+trained on a frozen model without the paper's distillation or fine-tuning of the model.
+
+Shapes: t positions, d model width, V vocabulary, k block size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from formers.decoding.speculative import SpeculationStats, truncate
+
+
+class BlockwiseHeads(nn.Module):
+    """``k - 1`` proposal heads for a decoder-only ``model`` (the model is not a submodule:
+    the heads are saved and trained apart from it).
+
+    Args:
+        d_model: the model's width.
+        k: the block size (>= 2): the model's next token and ``k - 1`` guesses.
+        d_ff: each head's hidden width (default ``d_model``).
+    """
+
+    def __init__(self, d_model: int, k: int, d_ff: int | None = None) -> None:
+        super().__init__()
+        if k < 2:
+            raise ValueError(f"k (the block size) must be >= 2, got {k}")
+        d_ff = d_model if d_ff is None else d_ff
+        self.k = k
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
+            for _ in range(k - 1)
+        )
+
+    def first(self, k: int) -> BlockwiseHeads:
+        """The heads of a block of ``k <= self.k`` (the same modules: each head is trained on
+        its own offset, so the first ``k - 1`` serve a smaller block)."""
+        if not 2 <= k <= self.k:
+            raise ValueError(f"k must be in [2, {self.k}], got {k}")
+        smaller = BlockwiseHeads.__new__(BlockwiseHeads)
+        nn.Module.__init__(smaller)
+        smaller.k, smaller.heads = k, self.heads[: k - 1]
+        return smaller
+
+    def forward(self, hidden: Tensor, generator: nn.Module) -> Tensor:
+        """``(..., d)`` hidden states -> ``(..., k - 1, V)`` logits of the tokens 2 .. k ahead."""
+        return torch.stack([generator(hidden + head(hidden)) for head in self.heads], dim=-2)
+
+
+def fit_heads(
+    model: nn.Module,
+    heads: BlockwiseHeads,
+    tokens: Tensor,
+    *,
+    steps: int,
+    batch_size: int = 16,
+    length: int | None = None,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> list[float]:
+    """Train ``heads`` on windows of the 1-D token stream ``tokens`` with ``model`` frozen: head
+    ``i`` learns the token ``i + 1`` places after each position (cross-entropy, AdamW). Returns
+    the loss of every step (the mean over heads)."""
+    length = model.context_length if length is None else length
+    if tokens.numel() <= length + heads.k:
+        raise ValueError(f"the token stream ({tokens.numel()}) is shorter than a window")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=lr)
+    model.eval()
+    losses = []
+    for _ in range(steps):
+        starts = torch.randint(0, tokens.numel() - length, (batch_size,), generator=generator)
+        window = torch.stack([tokens[s : s + length] for s in starts.tolist()])  # (b, t)
+        with torch.no_grad():
+            hidden = model.decode_hidden(window, model.new_cache())  # (b, t, d), no gradient
+        logits = heads(hidden, model.generator)  # (b, t, k - 1, V)
+        # head i guesses the token i + 2 places ahead: positions 0 .. t - i - 3 have one
+        loss = sum(
+            F.cross_entropy(logits[:, : length - 2 - i, i].flatten(0, 1),
+                            window[:, 2 + i :].flatten())  # fmt: skip
+            for i in range(heads.k - 1)
+        ) / (heads.k - 1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _block(model: nn.Module, heads: BlockwiseHeads, hidden: Tensor) -> Tensor:
+    """``(d,)`` hidden state -> ``(k,)``: the model's greedy token, then the heads' guesses."""
+    first = model.generator(hidden).argmax(dim=-1, keepdim=True)
+    return torch.cat([first, heads(hidden, model.generator).argmax(dim=-1)])
+
+
+@torch.no_grad()
+def blockwise_generate(
+    model: nn.Module, heads: BlockwiseHeads, prompt: list[int], *, max_new_tokens: int
+) -> tuple[list[int], SpeculationStats]:
+    """``max_new_tokens`` greedy tokens of the decoder-only ``model`` after ``prompt`` (fewer
+    when it emits its EOS), a block of up to ``heads.k`` per pass: the tokens of
+    ``generate(model, prompt, temperature=0)``, within the model's context. The stats count the
+    passes after the prompt's."""
+    if not prompt:
+        raise ValueError("blockwise decoding needs a non-empty prompt")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if len(prompt) + max_new_tokens > model.context_length:
+        raise ValueError(
+            f"the prompt ({len(prompt)} tokens) and {max_new_tokens} new tokens exceed the "
+            f"context ({model.context_length}); blockwise decoding does not slide its window"
+        )
+    was = model.training
+    model.eval(), heads.eval()
+    device = next(model.parameters()).device
+    stats = SpeculationStats()
+    out: list[int] = []
+    try:
+        cache = model.new_cache()
+        ids = torch.tensor([prompt], device=device)
+        block = _block(model, heads, model.decode_hidden(ids, cache)[0, -1])  # (k,)
+        while True:
+            block = block[: max_new_tokens - len(out)]
+            if block.numel() == 1:  # the model's own greedy token: nothing left to check
+                out.append(int(block[0]))
+                stats.tokens += 1
+                return out, stats
+            hidden = model.decode_hidden(block[None, :], cache)[0]  # (len(block), d)
+            choice = model.generator(hidden).argmax(dim=-1)  # the greedy token after each prefix
+            agree = (choice[:-1] == block[1:]).long().cumprod(dim=0)
+            accepted = 1 + int(agree.sum())  # the first is the model's own greedy token
+            new = block[:accepted].tolist()
+            stats.target_passes += 1
+            stats.drafted += block.numel() - 1
+            if model.eos_id is not None and model.eos_id in new:
+                new = new[: new.index(model.eos_id) + 1]
+            out += new
+            stats.tokens += len(new)
+            if len(out) >= max_new_tokens or (model.eos_id is not None and out[-1] == model.eos_id):
+                return out, stats
+            truncate(cache, len(prompt) + len(out))
+            block = _block(model, heads, hidden[accepted - 1])
+    finally:
+        model.train(was)
