@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,31 @@ def print_footer(warnings: list[str], runtime: float, out: Path) -> None:
     for warning in warnings:
         print(f"WARNING: {warning}")
     print(f"runtime {runtime:.0f} s; wrote {out}")
+
+
+def interleaved(names: list[str], once: Any, rounds: int) -> dict[str, list[float]]:
+    """``rounds`` rounds of ``once(name) -> seconds`` over every name, the order alternating
+    (so that neither end of a round is always the same one); the seconds of each name."""
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for k in range(rounds):
+        for name in names if k % 2 == 0 else names[::-1]:
+            times[name].append(once(name))
+    return times
+
+
+def speed_rows(times: dict[str, list[float]], outputs: dict[str, Any],
+               tokens: int) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Per name: tokens/s at the median round and the rounds' seconds, or ``supported: False``
+    where the name gave no output (``None``)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, seconds in times.items():
+        if outputs[name] is None:
+            rows[name] = {"supported": False}
+        else:
+            median = statistics.median(seconds)
+            rows[name] = {"tokens_per_s": tokens / median, "median_s": median,
+                          "seconds_per_round": seconds}  # fmt: skip
+    return rows
 
 
 def result_header(benchmark: str, argv: list[str] | None, device: torch.device) -> dict[str, Any]:

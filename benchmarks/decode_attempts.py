@@ -41,7 +41,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import ROOT, load_average, print_footer, result_header, write_result
+from common import (
+    ROOT,
+    interleaved,
+    load_average,
+    print_footer,
+    result_header,
+    speed_rows,
+    write_result,
+)
 from hf_decoding import SIZES, marian_model
 from torch import Tensor, nn
 
@@ -199,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--attempts", nargs="+", choices=ATTEMPTS, default=list(ATTEMPTS),
+                   help="which to run ('formers', the reference, always runs)")  # fmt: skip
     p.add_argument(
         "--runtimes-json",
         type=Path,
@@ -246,7 +256,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.M
         "onednn-packed": searched(packed), "static-cache": static(step),
         "static-cache-compiled": static(compiled),
     }  # fmt: skip
-    return attempts, ours
+    return {k: v for k, v in attempts.items() if k == "formers" or k in args.attempts}, ours
 
 
 def run_mode(attempts: dict[str, Callable[..., Any]], batches: list[Tensor], beam: int,
@@ -254,7 +264,6 @@ def run_mode(attempts: dict[str, Callable[..., Any]], batches: list[Tensor], bea
     """Interleaved rounds of every attempt; the first (untimed) call of each is timed apart
     (the compiled step compiles there)."""
     tokens = sum(b.size(0) for b in batches) * (args.new_tokens - 1)
-    times: dict[str, list[float]] = {name: [] for name in attempts}
     outputs: dict[str, Any] = {}
 
     def once(name: str) -> float:
@@ -265,22 +274,13 @@ def run_mode(attempts: dict[str, Callable[..., Any]], batches: list[Tensor], bea
         return time.perf_counter() - start
 
     first_call = {name: once(name) for name in attempts}
-    for k in range(args.rounds):
-        for name in attempts if k % 2 == 0 else list(attempts)[::-1]:
-            times[name].append(once(name))
-    rows: dict[str, Any] = {}
-    for name in attempts:
-        if outputs[name] is None:
-            rows[name] = {"supported": False}
-            continue
-        median = statistics.median(times[name])
-        rows[name] = {
-            "tokens_per_s": tokens / median,
-            "speed_over_formers": statistics.median(times["formers"]) / median,
-            "identical_to_formers": torch.equal(outputs[name], outputs["formers"]),
-            "first_call_s": first_call[name],
-            "seconds_per_round": times[name],
-        }
+    times = interleaved(list(attempts), once, args.rounds)
+    rows = speed_rows(times, outputs, tokens)
+    for name, row in rows.items():
+        if row.get("supported", True):
+            row["speed_over_formers"] = rows["formers"]["median_s"] / row["median_s"]
+            row["identical_to_formers"] = torch.equal(outputs[name], outputs["formers"])
+            row["first_call_s"] = first_call[name]
     return rows
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +46,15 @@ from typing import Any
 
 import speculative_rows
 import torch
-from common import ROOT, load_average, print_footer, result_header, write_result
+from common import (
+    ROOT,
+    interleaved,
+    load_average,
+    print_footer,
+    result_header,
+    speed_rows,
+    write_result,
+)
 from hf_decoding import SIZES, marian_model
 
 from formers.decoding import beam_search, greedy_search
@@ -205,29 +212,24 @@ def run_mode(decode: dict[str, Callable[..., Any]], batches: list[torch.Tensor],
     names = list(args.runtimes)
     sentences = sum(b.size(0) for b in batches)
     tokens = sentences * (args.new_tokens - 1)
-    times: dict[str, list[float]] = {name: [] for name in names}
     outputs: dict[str, Any] = {}
     for _ in range(args.warmup):
         for name in names:
             timed(decode[name], batches, beam)
-    for k in range(args.rounds):
-        for name in names if k % 2 == 0 else names[::-1]:
-            elapsed, out = timed(decode[name], batches, beam)
-            times[name].append(elapsed)
-            outputs.setdefault(name, out)
-    rows: dict[str, Any] = {}
-    for name in names:
-        if outputs[name] is None:
-            rows[name] = {"supported": False}
+
+    def once(name: str) -> float:
+        elapsed, out = timed(decode[name], batches, beam)
+        outputs.setdefault(name, out)
+        return elapsed
+
+    times = interleaved(names, once, args.rounds)
+    rows = speed_rows(times, outputs, tokens)
+    for name, row in rows.items():
+        if not row.get("supported", True):
             continue
-        median = statistics.median(times[name])
-        rows[name] = {
-            "tokens_per_s": tokens / median,
-            "ms_per_sentence": 1e3 * median / sentences,
-            "seconds_per_round": times[name],
-        }
+        row["ms_per_sentence"] = 1e3 * row["median_s"] / sentences
         if name in FP32 and name != "formers" and "formers" in outputs:
-            rows[name]["identical_to_formers"] = torch.equal(outputs[name], outputs["formers"])
+            row["identical_to_formers"] = torch.equal(outputs[name], outputs["formers"])
     for row in rows.values():
         for ref in ("transformers", "ct2", "ct2-int8"):
             if row.get("tokens_per_s") and rows.get(ref, {}).get("tokens_per_s"):

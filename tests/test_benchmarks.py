@@ -173,3 +173,24 @@ def test_runtimes_writes_json(tmp_path):
         assert rows["ct2"]["identical_to_formers"] and rows["transformers"]["identical_to_formers"]
     assert result["results"]["greedy_batch4"]["onnxruntime"]["identical_to_formers"]
     assert result["results"]["beam_batch4"]["onnxruntime"] == {"supported": False}
+
+
+def test_decode_attempts_writes_json(tmp_path):
+    pytest.importorskip("transformers")
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "decode_attempts.py"), "--size", "tiny",
+        "--rounds", "1", "--batch-size", "4", "--batch-one", "2", "--new-tokens", "6",
+        "--vocab", "100", "--attempts", "standard-layout", "onednn-packed", "static-cache",
+        "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(out.read_text())
+    for mode in ("greedy_batch4", "greedy_batch1", "beam_batch4", "beam_batch1"):
+        rows = result["results"][mode]
+        assert set(rows) == {"formers", "standard-layout", "onednn-packed", "static-cache",
+                             "products_alone"}  # fmt: skip
+        assert rows["products_alone"]["tokens_per_s"] > rows["formers"]["tokens_per_s"] > 0
+        assert rows["onednn-packed"]["identical_to_formers"]
+    assert result["results"]["greedy_batch4"]["static-cache"]["identical_to_formers"]
+    assert result["results"]["beam_batch4"]["static-cache"] == {"supported": False}
