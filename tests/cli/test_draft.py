@@ -34,9 +34,7 @@ def _translate(checkpoint: Path, text: Path, out: Path, *extra: str) -> list[str
     return out.read_text().splitlines()
 
 
-def test_translate_with_a_draft_gives_the_greedy_output(
-    spm_translator, small_translator, tmp_path
-):
+def test_translate_with_a_draft_gives_the_greedy_output(spm_translator, small_translator, tmp_path):
     text = tmp_path / "in.txt"
     text.write_text("the quick brown fox\na cat sat on the mat\nunbelievably, it works\n")
     plain = _translate(spm_translator, text, tmp_path / "a.txt")
@@ -53,4 +51,28 @@ def test_generate_with_a_draft_gives_the_greedy_output(char_gpt, capsys):
     assert main(argv) == 0
     plain = capsys.readouterr().out
     assert main([*argv, "--draft", str(char_gpt), "--draft-k", "3"]) == 0
+    assert capsys.readouterr().out == plain
+
+
+def test_heads_then_generate_with_them_gives_the_greedy_output(char_gpt, tmp_path, capsys):
+    from formers.decoding.blockwise import load_heads
+    from tests.cli.conftest import CHAR_TEXT
+
+    text = tmp_path / "text.txt"
+    text.write_text(CHAR_TEXT * 4)
+    out = tmp_path / "heads.safetensors"
+    argv = ["heads", "--checkpoint", str(char_gpt), "--text", str(text), "--out", str(out),
+            "--k", "3", "--steps", "20", "--batch-size", "4"]  # fmt: skip
+    assert main(argv) == 0
+    assert "heads for blocks of 3" in capsys.readouterr().err
+    heads = load_heads(out, d_model=32)
+    assert heads.k == 3 and len(heads.heads) == 2
+    assert main(argv) == 2  # the file exists now
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 0
+    generate = ["generate", "--checkpoint", str(char_gpt), "--prompt", "hel", "--temperature",
+                "0", "--max-new-tokens", "15", "--no-stream"]  # fmt: skip
+    assert main(generate) == 0
+    plain = capsys.readouterr().out
+    assert main([*generate, "--heads", str(out)]) == 0
     assert capsys.readouterr().out == plain

@@ -1,6 +1,8 @@
 """``--draft DIR`` and ``--draft-k K`` of ``formers translate`` and ``formers generate``:
 speculative greedy decoding (:mod:`formers.decoding.speculative`) with a smaller checkpoint
-trained on the same data. The output is the model's own greedy output; only the speed changes."""
+trained on the same data; and ``--heads FILE`` of ``formers generate``: blockwise parallel
+decoding (:mod:`formers.decoding.blockwise`) with proposal heads from ``formers heads``. The
+output is the model's own greedy output; only the speed changes."""
 
 from __future__ import annotations
 
@@ -22,8 +24,23 @@ def add_draft_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_heads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--heads", metavar="FILE",
+        help="blockwise-decoding proposal heads from 'formers heads': several tokens checked "
+        "per pass (greedy only; the output is unchanged)",
+    )  # fmt: skip
+
+
 def check_draft_options(args: argparse.Namespace, *, greedy: bool, how: str) -> None:
-    """Refuse, before loading, a draft with sampling or beams, or a bad ``--draft-k``."""
+    """Refuse, before loading, a draft or heads with sampling or beams, both at once, or a bad
+    ``--draft-k``."""
+    heads = getattr(args, "heads", None)
+    if heads is not None:
+        if args.draft is not None:
+            raise ValueError("give --draft or --heads, not both")
+        if not greedy:
+            raise ValueError(f"--heads decodes greedily: use {how}")
     if args.draft is None:
         return
     if not greedy:
@@ -52,3 +69,14 @@ def load_draft(
             "with the same tokenizer"
         )
     return use_inference_layout(draft)
+
+
+def load_blockwise_heads(args: argparse.Namespace, model: nn.Module) -> nn.Module | None:
+    """The ``--heads`` file, checked to fit ``model`` (``None`` without ``--heads``)."""
+    if getattr(args, "heads", None) is None:
+        return None
+    from formers.decoding.blockwise import load_heads
+
+    if not hasattr(model, "decode_hidden"):
+        raise ValueError("--heads needs a GPT-family model (its last hidden states)")
+    return load_heads(args.heads, d_model=model.config.d_model).to(next(model.parameters()).device)

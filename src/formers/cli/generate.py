@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from formers.cli.draft import add_draft_options, check_draft_options, load_draft
+from formers.cli.draft import (
+    add_draft_options,
+    add_heads_option,
+    check_draft_options,
+    load_blockwise_heads,
+    load_draft,
+)
 from formers.cli.families import require_architecture
 from formers.cli.threads import add_threads_option, set_threads
 from formers.decoding.options import RANGES
@@ -57,6 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     add_int8_option(p)
     add_draft_options(p)
+    add_heads_option(p)
     add_threads_option(p)
     p.add_argument(
         "--no-stream", action="store_true", help="print the text at the end, not token by token"
@@ -94,7 +101,13 @@ def run(args: argparse.Namespace) -> int:
             "the prompt is empty and this model has no BOS token to start from; give a --prompt"
         )
     draft = load_draft(args, tokenizer, "decoder-only", device)
-    if draft is not None:
+    heads = load_blockwise_heads(args, model)
+    if heads is not None:
+        from formers.decoding.blockwise import blockwise_generate
+
+        tokens, _ = blockwise_generate(model, heads, prompt, max_new_tokens=args.max_new_tokens)
+        args.no_stream = True
+    elif draft is not None:
         from formers.decoding.speculative import speculative_generate
 
         tokens, _ = speculative_generate(

@@ -16,6 +16,7 @@ from formers.cli import (
     evaluate,
     export,
     generate,
+    heads,
     info,
     perplexity,
     plot,
@@ -27,8 +28,8 @@ from formers.cli import (
 
 # in the order `formers --help` lists them
 COMMANDS = (
-    demo, train, info, translate, generate, predict, attention, serve, evaluate, perplexity,
-    average, plot, convert, export, data,
+    demo, train, info, translate, generate, heads, predict, attention, serve, evaluate,
+    perplexity, average, plot, convert, export, data,
 )  # fmt: skip
 
 

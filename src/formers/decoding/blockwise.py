@@ -16,6 +16,7 @@ those choices is accepted, and the hidden state at the last accepted token yield
 the output is plain greedy decoding's (tested in float64; in float32 a pass over several
 positions may round a near-tie differently from single steps).
 
+Past the context the rest is plain greedy generation, whose window slides (no block fits).
 Deviations from the paper: language models only (no encoder-decoder); greedy only; one head per
 offset instead of one wide layer split ``k`` ways (the same function class); the heads are
 trained on a frozen model without the paper's distillation or fine-tuning of the model.
@@ -24,6 +25,9 @@ Shapes: t positions, d model width, V vocabulary, k block size.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +51,7 @@ class BlockwiseHeads(nn.Module):
         if k < 2:
             raise ValueError(f"k (the block size) must be >= 2, got {k}")
         d_ff = d_model if d_ff is None else d_ff
-        self.k = k
+        self.k, self.d_model, self.d_ff = k, d_model, d_ff
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
             for _ in range(k - 1)
@@ -60,12 +64,48 @@ class BlockwiseHeads(nn.Module):
             raise ValueError(f"k must be in [2, {self.k}], got {k}")
         smaller = BlockwiseHeads.__new__(BlockwiseHeads)
         nn.Module.__init__(smaller)
-        smaller.k, smaller.heads = k, self.heads[: k - 1]
+        smaller.k, smaller.d_model, smaller.d_ff = k, self.d_model, self.d_ff
+        smaller.heads = self.heads[: k - 1]
         return smaller
 
     def forward(self, hidden: Tensor, generator: nn.Module) -> Tensor:
         """``(..., d)`` hidden states -> ``(..., k - 1, V)`` logits of the tokens 2 .. k ahead."""
         return torch.stack([generator(hidden + head(hidden)) for head in self.heads], dim=-2)
+
+
+def save_heads(heads: BlockwiseHeads, path: str | os.PathLike) -> Path:
+    """Write ``heads`` to a safetensors file (their sizes in its metadata), atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    sizes = {"k": str(heads.k), "d_model": str(heads.d_model), "d_ff": str(heads.d_ff)}
+    save_file({n: t.detach().contiguous() for n, t in heads.state_dict().items()}, tmp,
+              metadata={"format": "formers-blockwise-heads", **sizes})  # fmt: skip
+    os.replace(tmp, path)
+    return path
+
+
+def load_heads(path: str | os.PathLike, d_model: int | None = None) -> BlockwiseHeads:
+    """Heads written by :func:`save_heads`; ``d_model``: the model's width, which they must
+    have. Raises :class:`ValueError` for a file that is not such heads or does not fit."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as e:  # missing, or not safetensors
+        raise ValueError(f"{path}: not a blockwise heads file ({e})") from e
+    if meta.get("format") != "formers-blockwise-heads":
+        raise ValueError(f"{path}: not a blockwise heads file (written by save_heads)")
+    heads = BlockwiseHeads(int(meta["d_model"]), int(meta["k"]), int(meta["d_ff"]))
+    if d_model is not None and heads.d_model != d_model:
+        raise ValueError(
+            f"{path}: the heads read states {heads.d_model} wide, the model's are {d_model}"
+        )
+    heads.load_state_dict(tensors)
+    return heads.eval()
 
 
 def fit_heads(
@@ -97,8 +137,9 @@ def fit_heads(
         logits = heads(hidden, model.generator)  # (b, t, k - 1, V)
         # head i guesses the token i + 2 places ahead: positions 0 .. t - i - 3 have one
         loss = sum(
-            F.cross_entropy(logits[:, : length - 2 - i, i].flatten(0, 1),
-                            window[:, 2 + i :].flatten())  # fmt: skip
+            F.cross_entropy(
+                logits[:, : length - 2 - i, i].flatten(0, 1), window[:, 2 + i :].flatten()
+            )  # fmt: skip
             for i in range(heads.k - 1)
         ) / (heads.k - 1)
         optimizer.zero_grad(set_to_none=True)
@@ -120,17 +161,15 @@ def blockwise_generate(
 ) -> tuple[list[int], SpeculationStats]:
     """``max_new_tokens`` greedy tokens of the decoder-only ``model`` after ``prompt`` (fewer
     when it emits its EOS), a block of up to ``heads.k`` per pass: the tokens of
-    ``generate(model, prompt, temperature=0)``, within the model's context. The stats count the
-    passes after the prompt's."""
+    ``generate(model, prompt, temperature=0)``. Once the context has no room for a block of two,
+    the rest is plain :func:`~formers.inference.generate.generate` (whose window then slides).
+    The stats count the passes after the prompt's."""
+    from formers.inference.generate import generate
+
     if not prompt:
         raise ValueError("blockwise decoding needs a non-empty prompt")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if len(prompt) + max_new_tokens > model.context_length:
-        raise ValueError(
-            f"the prompt ({len(prompt)} tokens) and {max_new_tokens} new tokens exceed the "
-            f"context ({model.context_length}); blockwise decoding does not slide its window"
-        )
     was = model.training
     model.eval(), heads.eval()
     device = next(model.parameters()).device
@@ -141,11 +180,17 @@ def blockwise_generate(
         ids = torch.tensor([prompt], device=device)
         block = _block(model, heads, model.decode_hidden(ids, cache)[0, -1])  # (k,)
         while True:
-            block = block[: max_new_tokens - len(out)]
-            if block.numel() == 1:  # the model's own greedy token: nothing left to check
+            left = max_new_tokens - len(out)
+            if left == 1:  # the model's own greedy token: nothing left to check
                 out.append(int(block[0]))
                 stats.tokens += 1
                 return out, stats
+            block = block[: min(left, model.context_length - len(prompt) - len(out))]
+            if block.numel() < 2:  # no room in the context to check a guess
+                rest = generate(model, prompt + out, max_new_tokens=left, temperature=0.0)
+                stats.target_passes += len(rest)
+                stats.tokens += len(rest)
+                return out + rest, stats
             hidden = model.decode_hidden(block[None, :], cache)[0]  # (len(block), d)
             choice = model.generator(hidden).argmax(dim=-1)  # the greedy token after each prefix
             agree = (choice[:-1] == block[1:]).long().cumprod(dim=0)
