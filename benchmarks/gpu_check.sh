@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 15 (part 6), one short script for a machine with a CUDA GPU:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (about 10 minutes on one H100/H200-class GPU)
-# It needs a Python whose torch has CUDA, with formers installed (pip install -e ".[dev]").
+# It needs a Python whose torch has CUDA, with formers installed (pip install -e ".[dev,hf,ct2,onnx]").
 # Results go to OUT_DIR (default: benchmarks/results/gpu), each step's log beside its JSON; a
 # failing step is reported and the others still run.
 set -uo pipefail
@@ -27,6 +27,8 @@ step train_throughput_bf16 "$PY" benchmarks/train_throughput.py --device cuda --
 step train_throughput_fp32 "$PY" benchmarks/train_throughput.py --device cuda \
     --out "$OUT/train_throughput_cuda.json"
 step hf_decoding "$PY" benchmarks/hf_decoding.py --device cuda --out "$OUT/hf_decoding_cuda.json"
+# every runtime on the same weights, on the GPU (formers, Hugging Face, CTranslate2 if built with CUDA)
+step runtimes "$PY" benchmarks/runtimes.py --device cuda --rounds 3 --out "$OUT/runtimes_cuda.json"
 # nanoGPT's GPU Shakespeare recipe: the target is a validation loss <= 1.47
 step shakespeare_char "$PY" -m formers train configs/shakespeare_char.toml \
     --run-dir "$OUT/shakespeare_char" --overwrite --no-progress

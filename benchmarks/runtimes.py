@@ -85,22 +85,28 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
 
     n, pad = args.new_tokens, hf.config.pad_token_id
     vocab = Pieces(args.vocab)
-    int8 = quantize_int8(ours)
-    export_ct2(ours, vocab, "transformer", work / "ct2")
+    cuda = args.device == "cuda"
+    int8 = None if cuda else quantize_int8(ours)  # PyTorch's dynamic int8 is a CPU feature
+    export_ct2(ours, vocab, "transformer", work / "ct2")  # from the CPU weights, before moving
     export_ct2(ours, vocab, "transformer", work / "ct2-int8", quantization="int8")
     (work / "onnx").mkdir()
     export_onnx(ours, vocab, "transformer", work / "onnx")
-    threads = dict(intra_threads=args.threads, inter_threads=1)
-    translators = {
-        name: ctranslate2.Translator(str(work / name), device="cpu", compute_type=compute,
-                                     **threads)
-        for name, compute in (("ct2", "float32"), ("ct2-int8", "int8"))
-    }  # fmt: skip
-    onnx = OnnxTranslator(work / "onnx", threads=args.threads)
+    threads = dict(intra_threads=args.threads, inter_threads=1) if not cuda else {}
+    translators = {}
+    if not cuda or ctranslate2.get_cuda_device_count() > 0:
+        translators = {
+            name: ctranslate2.Translator(str(work / name), device=args.device,
+                                         compute_type=compute, **threads)
+            for name, compute in (("ct2", "float32"), ("ct2-int8", "int8"))
+        }  # fmt: skip
+    onnx = None if cuda else OnnxTranslator(work / "onnx", threads=args.threads)
+    ours.to(args.device), hf.to(args.device)
     alpha = args.length_penalty
 
     def formers(model):
         def decode(src, beam):
+            if model is None:
+                return None  # int8 on a GPU: not offered
             common = dict(max_len_a=0.0, max_len_b=n, min_len=n - 1)
             if beam == 1:
                 return greedy_search(model, src, **common).tokens[:, : n - 1]
@@ -122,6 +128,8 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
 
     def ct2(name):
         def decode(src, beam):
+            if name not in translators:
+                return None  # this CTranslate2 build has no CUDA
             found = translators[name].translate_batch(
                 [vocab.pieces(row) for row in src.tolist()], beam_size=beam,
                 length_penalty=alpha, min_decoding_length=n - 1, max_decoding_length=n - 1,
@@ -132,8 +140,8 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
         return decode
 
     def onnxruntime(src, beam):
-        if beam > 1:
-            return None  # not implemented: greedy only
+        if beam > 1 or onnx is None:
+            return None  # greedy only, on the CPU provider
         return torch.tensor(onnx.greedy(src.numpy(), n, min_len=n - 1))
 
     return {
@@ -144,8 +152,8 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
 
 def timed(decode: Callable[..., Any], batches: list[torch.Tensor], beam: int) -> tuple[float, Any]:
     start = time.perf_counter()
-    with torch.inference_mode():
-        outs = [decode(src, beam) for src in batches]
+    with torch.inference_mode():  # on the CPU before the clock stops (waits for a GPU)
+        outs = [None if (o := decode(src, beam)) is None else o.cpu() for src in batches]
     elapsed = time.perf_counter() - start
     if any(o is None for o in outs):
         return float("nan"), None
@@ -167,6 +175,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="timed runs of each runtime")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of each runtime")
     p.add_argument("--threads", type=int, default=1, help="threads of every runtime")
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="cuda: formers, Hugging Face and CTranslate2 (if built with CUDA) on the GPU; the "
+        "CPU-only int8 and ONNX Runtime rows are marked unsupported",
+    )  # fmt: skip
     p.add_argument(
         "--runtimes",
         nargs="*",
@@ -202,7 +215,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--new-tokens must be >= 2")
     if args.out is None:
         suffix = "" if args.size == "base" else f"_{args.size}"
-        args.out = ROOT / "benchmarks" / "results" / f"runtimes_cpu{suffix}.json"
+        args.out = ROOT / "benchmarks" / "results" / f"runtimes_{args.device}{suffix}.json"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: CUDA is not available")
     return args
 
 
@@ -253,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(args.seed)
     # ids 1 .. vocab - 2: neither EOS (0) nor padding (vocab - 1)
     src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
+    src = src.to(args.device)
     load_before = load_average()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if load_before and load_before[0] > args.threads + 0.5:
         warnings.append(f"load average {load_before[0]} before the run: other work shared the CPU")
     result = {
-        **result_header("runtimes", argv, torch.device("cpu")),
+        **result_header("runtimes", argv, torch.device(args.device)),
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
