@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from formers.decoding import beam_search, greedy_search
 from formers.decoding.base import constrain
+from formers.export.onnx_graphs import EncoderGraph
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 
 ATTEMPTS = ("formers", "standard-layout", "onednn-packed", "static-cache", "static-cache-compiled")
@@ -129,24 +130,11 @@ class StaticStep(nn.Module):
         return self.model.generator(hidden)[:, -1]
 
 
-def cross_states(model: nn.Module, src: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """The source mask ``(b, s)`` and every decoder layer's cross-attention keys and values."""
-    mask = model.source_mask(src)
-    memory = model.encode(src, mask)
-    states = []
-    for layer in model.decoder.layers.steps():
-        attn = layer.cross_attn
-        states += [
-            attn._split(proj(memory), attn.num_kv_heads) for proj in (attn.k_proj, attn.v_proj)
-        ]
-    return mask[:, 0, 0], states
-
-
 def static_greedy(model: nn.Module, step: Callable[..., Tensor], src: Tensor, n: int) -> Tensor:
     """Greedy search by formers' rules (:func:`~formers.decoding.base.constrain`) over the
     static-cache ``step``; every row gets exactly ``n`` steps (no row leaves the batch, so the
     shapes never change): ``(b, n - 1)`` tokens before the forced EOS."""
-    mask, cross = cross_states(model, src)
+    mask, *cross = EncoderGraph(model)(src)  # (b, s), then each layer's cross k and v
     b = src.size(0)
     g, dh = cross[0].size(1), cross[0].size(3)
     buffers = [cross[0].new_zeros(b, g, n, dh) for _ in cross]

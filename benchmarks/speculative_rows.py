@@ -111,8 +111,7 @@ def _blockwise_heads(model: Any, tokenizer: Any, text: str, k: int,
     train = torch.tensor(tokenizer.encode(text[: int(len(text) * 0.9)]))
     heads = BlockwiseHeads(model.config.d_model, k)
     start = time.perf_counter()
-    with torch.inference_mode(False):
-        losses = fit_heads(model, heads, train, steps=args.lm_blockwise_steps, seed=args.seed)
+    losses = fit_heads(model, heads, train, steps=args.lm_blockwise_steps, seed=args.seed)
     info = {"k": k, "steps": args.lm_blockwise_steps, "seconds": time.perf_counter() - start,
             "first_loss": losses[0], "last_loss": sum(losses[-20:]) / len(losses[-20:]),
             "parameters": sum(p.numel() for p in heads.parameters())}  # fmt: skip

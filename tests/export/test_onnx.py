@@ -51,10 +51,7 @@ def test_step_logits_match(exported):
     assert (src == 0).any()  # some rows are padded
     encoded = runtime.encode(src)
     state = model.init_decoding(torch.from_numpy(src))
-    cfg = runtime.config
-    past = [np.zeros((16, cfg["kv_heads"], 0, cfg["head_dim"]), np.float32)] * (
-        2 * cfg["num_layers"]
-    )
+    past = runtime.empty_past(16)
     tokens = np.full((16, 1), model.bos_id, np.int64)
     for _ in range(6):
         logits, past = runtime.step_logits(tokens, encoded, past)

@@ -75,8 +75,7 @@ def load_blockwise_heads(args: argparse.Namespace, model: nn.Module) -> nn.Modul
     """The ``--heads`` file, checked to fit ``model`` (``None`` without ``--heads``)."""
     if getattr(args, "heads", None) is None:
         return None
-    from formers.decoding.blockwise import load_heads
+    from formers.decoding.blockwise import load_heads, require_hidden_states
 
-    if not hasattr(model, "decode_hidden"):
-        raise ValueError("--heads needs a GPT-family model (its last hidden states)")
+    require_hidden_states(model, "--heads")
     return load_heads(args.heads, d_model=model.config.d_model).to(next(model.parameters()).device)

@@ -45,14 +45,18 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     require_architecture(args.checkpoint, "decoder-only", "formers heads")
     from formers.data.text import read_text
-    from formers.decoding.blockwise import BlockwiseHeads, fit_heads, save_heads
+    from formers.decoding.blockwise import (
+        BlockwiseHeads,
+        fit_heads,
+        require_hidden_states,
+        save_heads,
+    )
     from formers.inference.perplexity import encode_text
     from formers.training.checkpoint import load_model, require_tokenizer
 
     model, tokenizer, _ = load_model(args.checkpoint, device="cpu")
     require_tokenizer(tokenizer, args.checkpoint, "reading the text")
-    if not hasattr(model, "decode_hidden"):
-        raise ValueError(f"{args.checkpoint}: blockwise heads need a GPT-family model")
+    require_hidden_states(model, f"formers heads on {args.checkpoint}")
     tokens = encode_text(tokenizer, read_text(args.text))
     heads = BlockwiseHeads(model.config.d_model, args.k)
     start = time.perf_counter()

@@ -73,6 +73,13 @@ class BlockwiseHeads(nn.Module):
         return torch.stack([generator(hidden + head(hidden)) for head in self.heads], dim=-2)
 
 
+def require_hidden_states(model: nn.Module, what: str) -> None:
+    """Refuse a model whose last hidden states the heads cannot read (only the GPT family's
+    :class:`~formers.nn.decoder_only.DecoderOnlyLM` offers ``decode_hidden``)."""
+    if not hasattr(model, "decode_hidden"):
+        raise ValueError(f"{what} needs a GPT-family model (its last hidden states)")
+
+
 def save_heads(heads: BlockwiseHeads, path: str | os.PathLike) -> Path:
     """Write ``heads`` to a safetensors file (their sizes in its metadata), atomically."""
     from safetensors.torch import save_file

@@ -139,27 +139,42 @@ def _export(
     program.save(str(path))
 
 
-def _sessions(directory: str | Path, threads: int | None, kind: str,
-              graphs: tuple[str, ...]) -> tuple[dict[str, Any], list[Any]]:  # fmt: skip
-    """The export's config and an ONNX Runtime session per graph (CPU, ``threads`` intra-op)."""
-    ort = require_module("onnxruntime", "running an ONNX export")
-    directory = Path(directory)
-    config = json.loads((directory / CONFIG).read_text())
-    found = config.get("kind", "translation")
-    if found != kind:
-        name = {"translation": "translation", "language_model": "language model"}
-        raise ExportError(f"{directory} holds a {name[found]} export, not a {name[kind]} one")
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    return config, [
-        ort.InferenceSession(str(directory / name), options, providers=providers) for name in graphs
-    ]
+class _OnnxRunner:
+    """What both decoders share: the export's config, an ONNX Runtime session per graph (CPU,
+    ``threads`` intra-op), the empty past and one run of the decoder step."""
+
+    def __init__(self, directory: str | Path, threads: int | None, kind: str,
+                 graphs: tuple[str, ...]) -> None:  # fmt: skip
+        ort = require_module("onnxruntime", "running an ONNX export")
+        directory = Path(directory)
+        self.config = json.loads((directory / CONFIG).read_text())
+        found = self.config.get("kind", "translation")
+        if found != kind:
+            name = {"translation": "translation", "language_model": "language model"}
+            raise ExportError(f"{directory} holds a {name[found]} export, not a {name[kind]} one")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        self.sessions = [
+            ort.InferenceSession(str(directory / name), options, providers=providers)
+            for name in graphs
+        ]
+
+    def empty_past(self, batch: int) -> list[np.ndarray]:
+        """Every layer's self-attention keys and values before the first step: ``(b, g, 0, dh)``."""
+        c = self.config
+        empty = np.zeros((batch, c["kv_heads"], 0, c["head_dim"]), np.float32)
+        return [empty] * (2 * c["num_layers"])
+
+    def _run_step(self, *inputs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        names = self.config["decoder_step"]["inputs"]
+        logits, *present = self.step.run(None, dict(zip(names, inputs, strict=True)))
+        return logits, present
 
 
-class OnnxTranslator:
+class OnnxTranslator(_OnnxRunner):
     """Greedy decoding with ONNX Runtime on an exported directory (the reference loop people
     would write: encode once, then one decoder step a token with the grown keys and values).
 
@@ -169,9 +184,8 @@ class OnnxTranslator:
     """
 
     def __init__(self, directory: str | Path, threads: int | None = None) -> None:
-        self.config, (self.encoder, self.step) = _sessions(
-            directory, threads, "translation", ("encoder.onnx", "decoder_step.onnx")
-        )
+        super().__init__(directory, threads, "translation", ("encoder.onnx", "decoder_step.onnx"))
+        self.encoder, self.step = self.sessions
 
     def encode(self, src: np.ndarray) -> list[np.ndarray]:
         """``(b, s)`` int64 source ids -> ``[src_mask, cross k/v ...]``."""
@@ -180,10 +194,7 @@ class OnnxTranslator:
     def step_logits(self, tokens: np.ndarray, encoded: list[np.ndarray],
                     past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:  # fmt: skip
         """One decoder step: ``(b, t)`` tokens -> ``(b, V)`` logits and the grown past."""
-        names = self.config["decoder_step"]["inputs"]
-        feeds = dict(zip(names, [tokens, *encoded, *past], strict=True))
-        logits, *present = self.step.run(None, feeds)
-        return logits, present
+        return self._run_step(tokens, *encoded, *past)
 
     def greedy(self, src: np.ndarray, max_len: int, min_len: int = 0) -> list[list[int]]:
         """Greedy outputs of ``(b, s)`` sources (right-padded), without their EOS, by formers'
@@ -192,8 +203,7 @@ class OnnxTranslator:
         c = self.config
         b = src.shape[0]
         encoded = self.encode(src)
-        empty = np.zeros((b, c["kv_heads"], 0, c["head_dim"]), np.float32)
-        past = [empty] * (2 * c["num_layers"])
+        past = self.empty_past(b)
         tokens = np.full((b, 1), c["bos_id"], np.int64)
         out = np.zeros((b, max_len), np.int64)
         lengths = np.full(b, max_len)  # tokens before the EOS
@@ -214,7 +224,7 @@ class OnnxTranslator:
         return [row[:n].tolist() for row, n in zip(out, lengths, strict=True)]
 
 
-class OnnxGenerator:
+class OnnxGenerator(_OnnxRunner):
     """Greedy continuation of prompts with ONNX Runtime on a decoder-only export, by the rules of
     :func:`formers.inference.generate.generate` with ``temperature=0``: the prompt in one pass,
     then one token a step with the grown keys and values; once the context is full, every step
@@ -227,22 +237,13 @@ class OnnxGenerator:
     """
 
     def __init__(self, directory: str | Path, threads: int | None = None) -> None:
-        self.config, (self.step,) = _sessions(
-            directory, threads, "language_model", ("decoder_step.onnx",)
-        )
-
-    def empty_past(self, batch: int) -> list[np.ndarray]:
-        c = self.config
-        return [np.zeros((batch, c["kv_heads"], 0, c["head_dim"]), np.float32)] * (
-            2 * c["num_layers"]
-        )
+        super().__init__(directory, threads, "language_model", ("decoder_step.onnx",))
+        (self.step,) = self.sessions
 
     def step_logits(self, tokens: np.ndarray,
                     past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:  # fmt: skip
         """``(b, t)`` new tokens -> the ``(b, V)`` next-token logits and the grown past."""
-        names = self.config["decoder_step"]["inputs"]
-        logits, *present = self.step.run(None, dict(zip(names, [tokens, *past], strict=True)))
-        return logits, present
+        return self._run_step(tokens, *past)
 
     def greedy(self, prompt: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> list[int]:
         """The new tokens after ``prompt`` (EOS included when it ends them)."""

@@ -49,6 +49,20 @@ def _filled(k: Tensor, v: Tensor) -> StaticKVCache:
     return cache
 
 
+def _layer_caches(past: tuple[Tensor, ...], cross: tuple[Tensor, ...] = ()) -> list[LayerCache]:
+    """Each layer's caches from the flat ``self_k, self_v`` (and ``cross_k, cross_v``) inputs."""
+    return [
+        LayerCache(PastKVCache(past[i], past[i + 1]),
+                   _filled(cross[i], cross[i + 1]) if cross else None)
+        for i in range(0, len(past), 2)
+    ]  # fmt: skip
+
+
+def _grown(layers: list[LayerCache]) -> list[Tensor]:
+    """The flat ``self_k, self_v`` outputs: each layer's past with the new keys and values."""
+    return [t for layer in layers for t in (layer.self_attn.k, layer.self_attn.v)]
+
+
 class EncoderGraph(nn.Module):
     """Source ids -> ``(source mask, k_0, v_0, k_1, v_1, ...)`` (cross-attention, per layer)."""
 
@@ -80,16 +94,10 @@ class DecoderStepGraph(nn.Module):
 
     def forward(self, tokens: Tensor, src_mask: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
         n = self.num_layers
-        cross, past = states[: 2 * n], states[2 * n :]
-        layers = [
-            LayerCache(PastKVCache(past[2 * i], past[2 * i + 1]), _filled(cross[2 * i],
-                                                                          cross[2 * i + 1]))
-            for i in range(n)
-        ]  # fmt: skip
+        layers = _layer_caches(states[2 * n :], states[: 2 * n])
         cache = DecoderCache(layers)
         logits = self.model.decode(tokens, None, src_mask[:, None, None, :], cache=cache)
-        grown = [t for layer in layers for t in (layer.self_attn.k, layer.self_attn.v)]
-        return (logits[:, -1], *grown)
+        return (logits[:, -1], *_grown(layers))
 
 
 class LanguageModelStepGraph(nn.Module):
@@ -98,13 +106,8 @@ class LanguageModelStepGraph(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.num_layers = len(list(model.decoder.layers.steps()))
 
     def forward(self, tokens: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
-        layers = [
-            LayerCache(PastKVCache(past[2 * i], past[2 * i + 1]), None)
-            for i in range(self.num_layers)
-        ]
+        layers = _layer_caches(past)
         logits = self.model.decode(tokens, DecoderCache(layers))
-        grown = [t for layer in layers for t in (layer.self_attn.k, layer.self_attn.v)]
-        return (logits[:, -1], *grown)
+        return (logits[:, -1], *_grown(layers))
