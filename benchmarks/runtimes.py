@@ -23,7 +23,8 @@ alternating the order.
 Speculative decoding (``speculative_rows.py``): with ``--lm-target``/``--lm-draft`` and
 ``--mt-target``/``--mt-draft`` (trained checkpoints and their drafts), greedy decoding plainly and
 with the draft proposing ``k`` tokens per pass, interleaved: speed-up, mean accepted block,
-identical outputs.
+identical outputs; blockwise parallel decoding too, with ``--lm-blockwise-steps`` (heads trained
+here) and ``--mt-heads FILE`` (heads from ``formers heads``).
 
 Usage::
 
@@ -202,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--mt-target", help="a trained translation checkpoint")
     p.add_argument("--mt-draft", help="its draft (same tokenizer)")
+    p.add_argument("--mt-heads", help="blockwise proposal heads for it (from formers heads)")
     p.add_argument(
         "--mt-sources",
         default=str(data / "multi30k" / "tok" / "test_2016_flickr.lc.norm.tok.en.gz"),

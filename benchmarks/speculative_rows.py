@@ -10,7 +10,9 @@ whether the outputs are identical to plain greedy's.
   training part (the model frozen), a block of ``k + 1`` per pass (the model's token and ``k``
   guesses, as many proposals as the draft's);
 - a translation model (``--mt-target`` and ``--mt-draft``): the first ``--mt-sentences`` sources
-  of ``--mt-sources``, one at a time and in one batch.
+  of ``--mt-sources``, one at a time and in one batch; with ``--mt-heads FILE`` (from ``formers
+  heads``), also blockwise parallel decoding (:mod:`formers.decoding.blockwise_seq2seq`), blocks
+  of ``k + 1`` for each ``k`` the heads allow.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 import torch
 
 from formers.decoding import greedy_search
-from formers.decoding.blockwise import BlockwiseHeads, blockwise_generate, fit_heads
+from formers.decoding.blockwise import BlockwiseHeads, blockwise_generate, fit_heads, load_heads
+from formers.decoding.blockwise_seq2seq import blockwise_greedy
 from formers.decoding.speculative import speculative_generate, speculative_greedy
 from formers.inference.generate import generate
 from formers.inference.layout import use_inference_layout
@@ -128,7 +131,11 @@ def translation_rows(args: Any) -> dict[str, Any]:
     batch = torch.tensor([row + [target.pad_id] * (width - len(row)) for row in ids])
     ones = [torch.tensor([row]) for row in ids]
     result: dict[str, Any] = {"target": args.mt_target, "draft": args.mt_draft,
-                              "sentences": len(lines)}  # fmt: skip
+                              "heads": args.mt_heads, "sentences": len(lines)}  # fmt: skip
+    heads = None
+    if args.mt_heads:
+        heads = load_heads(args.mt_heads, target.config.d_model, "encoder-decoder")
+        result["heads_k"] = heads.k
     result["rows"] = {}
     for label, batches in (("batch1", ones), (f"batch{len(lines)}", [batch])):
         runs: dict[str, Callable[[], Any]] = {
@@ -138,6 +145,11 @@ def translation_rows(args: Any) -> dict[str, Any]:
             runs[f"speculative_k{k}"] = lambda k=k, batches=batches: [
                 speculative_greedy(target, draft, b, k=k) for b in batches
             ]
+        for k in args.k if heads is not None else ():
+            if k + 1 <= heads.k:
+                runs[f"blockwise_k{k}"] = lambda k=k, batches=batches: [
+                    blockwise_greedy(target, heads.first(k + 1), b) for b in batches
+                ]
         found = _compare(runs, args.rounds)
         plain_time, plain = found["greedy"]
         tokens = sum(int(o.lengths.sum()) for o in plain)

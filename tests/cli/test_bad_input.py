@@ -20,6 +20,7 @@ import torch
 from formers.cli import demo, generate, translate
 from formers.cli.main import main
 from formers.data.symbol_tokenizer import SymbolTokenizer
+from formers.decoding.blockwise import BlockwiseHeads, save_heads
 from formers.export import ct2 as export_ct2
 from formers.export import onnx as export_onnx
 from formers.models import TransformerConfig, build_transformer
@@ -76,7 +77,23 @@ ROWS = [
     ([*GENERATE, "--heads", "{text}", "--temperature", "0"], 2,
      ["not a blockwise heads file"]),
     (["heads", "--checkpoint", "{translator}", "--text", "{text}", "--out", "{fresh}"], 2,
-     ["formers heads", "encoder-decoder"]),
+     ["holds a translation model: give --source", "not --text"]),
+    (["heads", "--checkpoint", "{gpt}", "--source", "{text}", "--out", "{fresh}"], 2,
+     ["holds a language model: give --text"]),
+    (["heads", "--checkpoint", "{bert}", "--text", "{text}", "--out", "{fresh}"], 2,
+     ["does not decode", "a language or translation model"]),
+    (["heads", "--checkpoint", "{translator}", "--source", "{text}", "--target", "{recipe}",
+      "--out", "{fresh}"], 2, ["--target has 5 lines where --source has 1"]),
+    (["heads", "--checkpoint", "{translator}", "--source", "{text}", "--out", "{fresh}",
+      "--sentences", "0"], 2, ["--sentences must be >= 1"]),
+    ([*TRANSLATE, "--heads", "{text}"], 2, ["--heads decodes greedily: use --beam 1"]),
+    ([*TRANSLATE, "--heads", "{text}", "--beam", "1", "--draft", "{translator}"], 2,
+     ["give --draft or --heads, not both"]),
+    ([*TRANSLATE, "--heads", "{text}", "--beam", "1"], 2, ["not a blockwise heads file"]),
+    ([*TRANSLATE, "--heads", "{lm_heads}", "--beam", "1"], 2,
+     ["trained for a decoder-only model, not encoder-decoder"]),
+    ([*GENERATE, "--heads", "{lm_heads}", "--temperature", "0"], 2,
+     ["the heads read states 16 wide, the model's are 32"]),
     (["heads", "--checkpoint", "{gpt}", "--text", "{text}", "--out", "{fresh}", "--k", "1"], 2,
      ["--k must be an integer in [2, 16]"]),
     (["heads", "--checkpoint", "{gpt}", "--text", "{text}", "--out", "{text}"], 2,
@@ -162,6 +179,7 @@ def paths(tmp_path_factory, spm_translator, char_gpt, bert_classifier) -> dict[s
     save_checkpoint(no_symbols, model, model.config.to_dict(), tokenizer=SymbolTokenizer(10))
     save_checkpoint(root / "symbols", model, model.config.to_dict(), tokenizer=SymbolTokenizer(10))
     (no_symbols / "symbols.json").unlink()
+    save_heads(BlockwiseHeads(16, 3), root / "lm_heads.safetensors", kind="decoder-only")
     bad_chars = Path(shutil.copytree(char_gpt, root / "bad_chars"))
     (bad_chars / "chars.json").write_text('{"chars": ["a", ')
     return {
@@ -171,6 +189,7 @@ def paths(tmp_path_factory, spm_translator, char_gpt, bert_classifier) -> dict[s
         "bad_chars": bad_chars, "bert": bert_classifier, "symbols": root / "symbols",
         "bad_weights": _corrupt_weights(spm_translator, root / "bad_weights"),
         "bad_gpt_weights": _corrupt_weights(char_gpt, root / "bad_gpt_weights"),
+        "lm_heads": root / "lm_heads.safetensors",
     }  # fmt: skip
 
 

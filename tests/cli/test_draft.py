@@ -76,3 +76,23 @@ def test_heads_then_generate_with_them_gives_the_greedy_output(char_gpt, tmp_pat
     plain = capsys.readouterr().out
     assert main([*generate, "--heads", str(out)]) == 0
     assert capsys.readouterr().out == plain
+
+
+def test_heads_then_translate_with_them_gives_the_greedy_output(spm_translator, tmp_path, capsys):
+    from formers.decoding.blockwise import load_heads
+
+    text = tmp_path / "in.txt"
+    text.write_text("the quick brown fox\na cat sat on the mat\nunbelievably, it works\n" * 3)
+    out = tmp_path / "heads.safetensors"
+    argv = ["heads", "--checkpoint", str(spm_translator), "--source", str(text), "--out",
+            str(out), "--k", "3", "--steps", "5", "--batch-size", "4"]  # fmt: skip
+    assert main(argv) == 0  # on the model's own translations
+    assert "on the model's translations of 9 sentences" in capsys.readouterr().err
+    assert load_heads(out, kind="encoder-decoder").k == 3
+    plain = _translate(spm_translator, text, tmp_path / "a.txt")
+    assert _translate(spm_translator, text, tmp_path / "b.txt", "--heads", str(out)) == plain
+    references = tmp_path / "ref.txt"
+    references.write_text("der schnelle braune fuchs\n" * 9)
+    assert main([*argv, "--target", str(references), "--force", "--sentences", "4"]) == 0
+    assert "on 4 references" in capsys.readouterr().err
+    assert _translate(spm_translator, text, tmp_path / "c.txt", "--heads", str(out)) == plain

@@ -124,6 +124,17 @@ def test_min_len_and_no_repeat_ngram():
         assert not _has_repeat(hyps[0].tokens.tolist(), 2)
 
 
+def test_a_min_len_beyond_the_limit_still_ends_with_eos_at_the_limit():
+    model = tiny_model(seed=6)
+    src = random_sources(3, 11, seed=6)
+    for out in (greedy_search(model, src, max_len_a=0.0, max_len_b=4, min_len=9),
+                beam_search(model, src, beam_size=3, max_len_a=0.0, max_len_b=4, min_len=9)):
+        assert out.lengths.tolist() == [4, 4, 4]  # EOS at the limit, not padding
+        assert out.tokens[:, 3].tolist() == [model.eos_id] * 3
+        assert bool((out.tokens[:, :3] != model.pad_id).all())
+        assert bool(torch.isfinite(out.scores).all())
+
+
 def _has_repeat(seq, n):
     grams = [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
     return len(grams) != len(set(grams))

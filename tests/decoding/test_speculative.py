@@ -50,7 +50,8 @@ def test_a_draft_that_agrees_is_accepted_whole(pair):
 
 
 @pytest.mark.parametrize("k", [1, 3, 6])
-def test_language_model_equals_greedy_generation(k):
+@pytest.mark.parametrize("new", [15, 40])  # 40: past the context (24), whose window slides
+def test_language_model_equals_greedy_generation(k, new):
     model, tokenizer = char_gpt()
     draft, _ = char_gpt(num_layers=1)
     with torch.no_grad():  # another draft than the model's first layer
@@ -58,8 +59,8 @@ def test_language_model_equals_greedy_generation(k):
             p.add_(0.1 * torch.randn_like(p))
     model, draft = model.double(), draft.double()
     prompt = tokenizer.encode("hello")
-    expected = generate(model, prompt, max_new_tokens=15, temperature=0.0)
-    found, stats = speculative_generate(model, draft, prompt, max_new_tokens=15, k=k)
+    expected = generate(model, prompt, max_new_tokens=new, temperature=0.0)
+    found, stats = speculative_generate(model, draft, prompt, max_new_tokens=new, k=k)
     assert found == expected
     assert stats.tokens == len(expected)
 
@@ -69,5 +70,5 @@ def test_bad_arguments_are_refused(pair):
     with pytest.raises(ValueError, match="k .* must be >= 1"):
         speculative_greedy(target, draft, _sources(2), k=0)
     model, tokenizer = char_gpt()
-    with pytest.raises(ValueError, match="exceed the context"):
-        speculative_generate(model, model, tokenizer.encode("hello"), max_new_tokens=50)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        speculative_generate(model, model, tokenizer.encode("hello"), max_new_tokens=0)

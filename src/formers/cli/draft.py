@@ -1,7 +1,8 @@
 """``--draft DIR`` and ``--draft-k K`` of ``formers translate`` and ``formers generate``:
 speculative greedy decoding (:mod:`formers.decoding.speculative`) with a smaller checkpoint
-trained on the same data; and ``--heads FILE`` of ``formers generate``: blockwise parallel
-decoding (:mod:`formers.decoding.blockwise`) with proposal heads from ``formers heads``. The
+trained on the same data; and ``--heads FILE`` of both: blockwise parallel decoding
+(:mod:`formers.decoding.blockwise` and :mod:`formers.decoding.blockwise_seq2seq`) with proposal
+heads from ``formers heads``. The
 output is the model's own greedy output; only the speed changes."""
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ def load_draft(
     return use_inference_layout(draft)
 
 
-def load_blockwise_heads(args: argparse.Namespace, model: nn.Module) -> nn.Module | None:
-    """The ``--heads`` file, checked to fit ``model`` (``None`` without ``--heads``)."""
+def load_blockwise_heads(args: argparse.Namespace, model: nn.Module, kind: str) -> nn.Module | None:
+    """The ``--heads`` file, checked to fit ``model``, of ``kind`` (``"decoder-only"`` or
+    ``"encoder-decoder"``) (``None`` without ``--heads``)."""
     if getattr(args, "heads", None) is None:
         return None
     from formers.decoding.blockwise import load_heads, require_hidden_states
 
     require_hidden_states(model, "--heads")
-    return load_heads(args.heads, d_model=model.config.d_model).to(next(model.parameters()).device)
+    heads = load_heads(args.heads, d_model=model.config.d_model, kind=kind)
+    return heads.to(next(model.parameters()).device)

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             "the prompt is empty and this model has no BOS token to start from; give a --prompt"
         )
     draft = load_draft(args, tokenizer, "decoder-only", device)
-    heads = load_blockwise_heads(args, model)
+    heads = load_blockwise_heads(args, model, "decoder-only")
     if heads is not None:
         from formers.decoding.blockwise import blockwise_generate
 

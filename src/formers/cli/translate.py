@@ -16,7 +16,13 @@ import argparse
 import sys
 from typing import Any
 
-from formers.cli.draft import add_draft_options, check_draft_options, load_draft
+from formers.cli.draft import (
+    add_draft_options,
+    add_heads_option,
+    check_draft_options,
+    load_blockwise_heads,
+    load_draft,
+)
 from formers.cli.families import require_architecture
 from formers.cli.textio import check_output, read_lines, write_lines
 from formers.cli.threads import add_threads_option, set_threads
@@ -67,6 +73,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:N")
     add_int8_option(p)
     add_draft_options(p)
+    add_heads_option(p)
     add_threads_option(p)
     p.set_defaults(run=run)
 
@@ -118,9 +125,10 @@ def run(args: argparse.Namespace) -> int:
     check_translate_options(nbest=args.nbest, cli=True, **options)
     check_draft_options(args, greedy=options["beam"] == 1, how="--beam 1")  # the recipe's too
     draft = load_draft(args, tokenizer, "encoder-decoder", device)
+    heads = load_blockwise_heads(args, model, "encoder-decoder")
     results = translate(
         model, tokenizer, sentences, nbest=args.nbest, device=device,
-        progress=sys.stderr.isatty(), draft=draft, draft_k=args.draft_k, **options,
+        progress=sys.stderr.isatty(), draft=draft, draft_k=args.draft_k, heads=heads, **options,
     )  # fmt: skip
     if args.nbest > 1:
         write_lines(format_nbest(results), args.output)

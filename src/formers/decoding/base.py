@@ -110,15 +110,16 @@ def constrain(
     """Apply the rules every search shares, in place, to ``(b, V)`` log-probabilities.
 
     Never emit padding or BOS; no EOS before ``min_len`` tokens; only EOS at a row's limit
-    (``limits``: ``(b,)``). Forbidden entries become ``-inf``; the EOS forced at the limit keeps
-    its log-probability, or scores ``forced_eos`` if given (Hugging Face's forced EOS scores 0).
+    (``limits``: ``(b,)``; the limit wins over a ``min_len`` beyond it). Forbidden entries become
+    ``-inf``; the EOS forced at the limit keeps its log-probability, or scores ``forced_eos`` if
+    given (Hugging Face's forced EOS scores 0).
     """
     lprobs[:, pad_id] = -torch.inf
     lprobs[:, bos_id] = -torch.inf
+    eos = lprobs[:, eos_id].clone()  # before min_len's ban: what the forced EOS scores
     if step < min_len:
         lprobs[:, eos_id] = -torch.inf
     at_limit = limits <= step + 1  # (b,)
-    eos = lprobs[:, eos_id].clone()
     if forced_eos is not None:
         eos.fill_(forced_eos)
     lprobs.masked_fill_(at_limit[:, None], -torch.inf)

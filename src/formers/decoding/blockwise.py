@@ -17,9 +17,12 @@ the output is plain greedy decoding's (tested in float64; in float32 a pass over
 positions may round a near-tie differently from single steps).
 
 Past the context the rest is plain greedy generation, whose window slides (no block fits).
-Deviations from the paper: language models only (no encoder-decoder); greedy only; one head per
-offset instead of one wide layer split ``k`` ways (the same function class); the heads are
-trained on a frozen model without the paper's distillation or fine-tuning of the model.
+Encoder-decoders (the paper's translation setting) are decoded by
+:mod:`formers.decoding.blockwise_seq2seq` with the same heads. Deviations from the paper: greedy
+only; one head per offset instead of one wide layer split ``k`` ways (the same function class);
+the heads are trained on a frozen model without fine-tuning it (for a language model, on the
+text itself: the model's own continuations are what distillation would give, at a far higher
+cost).
 
 Shapes: t positions, d model width, V vocabulary, k block size.
 """
@@ -27,6 +30,8 @@ Shapes: t positions, d model width, V vocabulary, k block size.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -72,30 +77,79 @@ class BlockwiseHeads(nn.Module):
         """``(..., d)`` hidden states -> ``(..., k - 1, V)`` logits of the tokens 2 .. k ahead."""
         return torch.stack([generator(hidden + head(hidden)) for head in self.heads], dim=-2)
 
+    def loss(
+        self, hidden: Tensor, generator: nn.Module, nexts: Tensor, ignore_index: int = -100
+    ) -> Tensor:
+        """The heads' cross-entropy (the mean over heads) at ``(b, t, d)`` hidden states, where
+        ``(b, t)`` ``nexts`` holds the model's next token at each position: head ``i`` at
+        position ``j`` guesses ``nexts[j + 1 + i]``. Positions without one, and those whose
+        target is ``ignore_index``, are left out before the output projection (no logits are
+        computed for them)."""
+        t = nexts.size(1)
+        total = hidden.new_zeros(())
+        for i, head in enumerate(self.heads[: t - 1]):
+            target = nexts[:, 1 + i :]  # (b, t - 1 - i)
+            keep = target != ignore_index
+            h = hidden[:, : t - 1 - i][keep]  # (n, d): the positions with a target
+            total = total + F.cross_entropy(generator(h + head(h)), target[keep])
+        return total / len(self.heads)
+
+
+def propose(heads: BlockwiseHeads, generator: nn.Module, hidden: Tensor) -> Tensor:
+    """``(..., d)`` hidden states -> ``(..., k - 1)``: the heads' guesses (their argmax)."""
+    return heads(hidden, generator).argmax(dim=-1)
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode with no gradient for its parameters (the heads' gradient flows
+    through its output projection without computing one for its weight), restored afterwards."""
+    was = model.training
+    wanted = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        for p, _ in wanted:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in wanted:
+            p.requires_grad_(flag)
+        model.train(was)
+
 
 def require_hidden_states(model: nn.Module, what: str) -> None:
-    """Refuse a model whose last hidden states the heads cannot read (only the GPT family's
-    :class:`~formers.nn.decoder_only.DecoderOnlyLM` offers ``decode_hidden``)."""
+    """Refuse a model whose last hidden states the heads cannot read (``decode_hidden``: the
+    GPT family's :class:`~formers.nn.decoder_only.DecoderOnlyLM` and the
+    :class:`~formers.nn.encoder_decoder.EncoderDecoder` of the Transformer and T5 offer it)."""
     if not hasattr(model, "decode_hidden"):
-        raise ValueError(f"{what} needs a GPT-family model (its last hidden states)")
+        raise ValueError(
+            f"{what} needs a GPT-family or encoder-decoder (Transformer, T5) model: the heads "
+            f"read its last hidden states, which {type(model).__name__} does not give"
+        )
 
 
-def save_heads(heads: BlockwiseHeads, path: str | os.PathLike) -> Path:
-    """Write ``heads`` to a safetensors file (their sizes in its metadata), atomically."""
+def save_heads(heads: BlockwiseHeads, path: str | os.PathLike, kind: str | None = None) -> Path:
+    """Write ``heads`` to a safetensors file (their sizes, and the ``kind`` of model they were
+    trained for, ``"decoder-only"`` or ``"encoder-decoder"``, in its metadata), atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     sizes = {"k": str(heads.k), "d_model": str(heads.d_model), "d_ff": str(heads.d_ff)}
+    if kind is not None:
+        sizes["model_kind"] = kind
     save_file({n: t.detach().contiguous() for n, t in heads.state_dict().items()}, tmp,
               metadata={"format": "formers-blockwise-heads", **sizes})  # fmt: skip
     os.replace(tmp, path)
     return path
 
 
-def load_heads(path: str | os.PathLike, d_model: int | None = None) -> BlockwiseHeads:
+def load_heads(
+    path: str | os.PathLike, d_model: int | None = None, kind: str | None = None
+) -> BlockwiseHeads:
     """Heads written by :func:`save_heads`; ``d_model``: the model's width, which they must
-    have. Raises :class:`ValueError` for a file that is not such heads or does not fit."""
+    have; ``kind``: the model's kind, which they must have been trained for (when the file says).
+    Raises :class:`ValueError` for a file that is not such heads or does not fit."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -106,6 +160,9 @@ def load_heads(path: str | os.PathLike, d_model: int | None = None) -> Blockwise
         raise ValueError(f"{path}: not a blockwise heads file ({e})") from e
     if meta.get("format") != "formers-blockwise-heads":
         raise ValueError(f"{path}: not a blockwise heads file (written by save_heads)")
+    trained_for = meta.get("model_kind")
+    if kind is not None and trained_for is not None and trained_for != kind:
+        raise ValueError(f"{path}: the heads were trained for a {trained_for} model, not {kind}")
     heads = BlockwiseHeads(int(meta["d_model"]), int(meta["k"]), int(meta["d_ff"]))
     if d_model is not None and heads.d_model != d_model:
         raise ValueError(
@@ -134,32 +191,35 @@ def fit_heads(
         raise ValueError(f"the token stream ({tokens.numel()}) is shorter than a window")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=lr)
-    model.eval()
-    losses = []
-    for _ in range(steps):
-        starts = torch.randint(0, tokens.numel() - length, (batch_size,), generator=generator)
-        window = torch.stack([tokens[s : s + length] for s in starts.tolist()])  # (b, t)
-        with torch.no_grad():
-            hidden = model.decode_hidden(window, model.new_cache())  # (b, t, d), no gradient
-        logits = heads(hidden, model.generator)  # (b, t, k - 1, V)
-        # head i guesses the token i + 2 places ahead: positions 0 .. t - i - 3 have one
-        loss = sum(
-            F.cross_entropy(
-                logits[:, : length - 2 - i, i].flatten(0, 1), window[:, 2 + i :].flatten()
-            )  # fmt: skip
-            for i in range(heads.k - 1)
-        ) / (heads.k - 1)
+    with frozen(model):
+        return [train_step(optimizer, heads, _window_loss(model, heads, tokens, length, batch_size,
+                                                     generator)) for _ in range(steps)]  # fmt: skip
+
+
+def train_step(optimizer: torch.optim.Optimizer, heads: BlockwiseHeads, loss: Tensor) -> float:
+    """One AdamW step of ``heads`` on ``loss``; its value."""
+    if loss.requires_grad:  # else no position had a token to guess
+        heads.train()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
-    return losses
+        heads.eval()
+    return float(loss.detach())
+
+
+def _window_loss(model, heads, tokens, length, batch_size, generator) -> Tensor:
+    """The heads' loss on ``batch_size`` random windows of ``tokens``."""
+    starts = torch.randint(0, tokens.numel() - length, (batch_size,), generator=generator)
+    window = torch.stack([tokens[s : s + length] for s in starts.tolist()])  # (b, t)
+    with torch.no_grad():
+        hidden = model.decode_hidden(window[:, :-1], model.new_cache())  # (b, t - 1, d)
+    return heads.loss(hidden, model.generator, window[:, 1:])
 
 
 def _block(model: nn.Module, heads: BlockwiseHeads, hidden: Tensor) -> Tensor:
     """``(d,)`` hidden state -> ``(k,)``: the model's greedy token, then the heads' guesses."""
     first = model.generator(hidden).argmax(dim=-1, keepdim=True)
-    return torch.cat([first, heads(hidden, model.generator).argmax(dim=-1)])
+    return torch.cat([first, propose(heads, model.generator, hidden)])
 
 
 @torch.no_grad()

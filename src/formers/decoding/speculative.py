@@ -219,21 +219,39 @@ def speculative_generate(
 ) -> tuple[list[int], SpeculationStats]:
     """``max_new_tokens`` greedy tokens of the decoder-only ``model`` after ``prompt`` (fewer
     when it emits its EOS), ``k`` at a time proposed by ``draft``: the tokens of
-    ``generate(model, prompt, temperature=0)``, within the model's context."""
+    ``generate(model, prompt, temperature=0)``. Past the context (the smaller of the two
+    models'), the rest is plain :func:`~formers.inference.generate.generate`, whose window then
+    slides; its passes count one per token."""
+    from formers.inference.generate import generate
+
     if k < 1:
         raise ValueError(f"k (tokens proposed per pass) must be >= 1, got {k}")
     if not prompt:
         raise ValueError("speculative generation needs a non-empty prompt")
-    context = min(model.context_length, draft.context_length)
-    if len(prompt) + max_new_tokens > context:
-        raise ValueError(
-            f"the prompt ({len(prompt)} tokens) and {max_new_tokens} new tokens exceed the "
-            f"context ({context}); speculative generation does not slide its window"
-        )
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    room = min(max_new_tokens, min(model.context_length, draft.context_length) - len(prompt))
+    out: list[int] = []
+    stats = SpeculationStats()
+    if room >= 1:  # the tokens that fit in the context
+        out, stats = _speculate_in_context(model, draft, prompt, room, k)
+    left = max_new_tokens - len(out)
+    if left and (model.eos_id is None or not out or out[-1] != model.eos_id):
+        rest = generate(model, prompt + out, max_new_tokens=left, temperature=0.0)
+        stats.target_passes += len(rest)
+        stats.tokens += len(rest)
+        out += rest
+    return out, stats
+
+
+def _speculate_in_context(
+    model: nn.Module, draft: nn.Module, prompt: list[int], new: int, k: int
+) -> tuple[list[int], SpeculationStats]:
+    """``new`` tokens after ``prompt`` (fewer at an EOS), all within both models' context."""
     device = next(model.parameters()).device
-    seq = torch.zeros((1, len(prompt) + max_new_tokens + k + 1), dtype=torch.long, device=device)
+    seq = torch.zeros((1, len(prompt) + new + k + 1), dtype=torch.long, device=device)
     seq[0, : len(prompt)] = torch.tensor(prompt, device=device)
-    limits = torch.tensor([max_new_tokens], device=device)
+    limits = torch.tensor([new], device=device)
 
     def pick(logits: Tensor, step: int, rows: Tensor) -> tuple[Tensor, Tensor]:
         best = F.log_softmax(logits.float(), dim=-1).max(dim=-1)

@@ -30,6 +30,7 @@ from formers.decoding import (
     length_penalty,
     max_lengths,
 )
+from formers.decoding.blockwise_seq2seq import blockwise_greedy
 from formers.decoding.options import check_option, option_label
 from formers.decoding.speculative import speculative_greedy
 from formers.nn.modes import evaluating
@@ -189,6 +190,7 @@ def translate(
     max_sentences: int = 512,
     draft: nn.Module | None = None,
     draft_k: int = 4,
+    heads: nn.Module | None = None,
 ) -> list[list[Translation]]:
     """Translate ``sentences``; return the ``nbest`` best translations of each, in input order.
 
@@ -214,6 +216,10 @@ def translate(
         draft: a smaller encoder-decoder with the same vocabulary: greedy search (``beam=1``)
             then checks ``draft_k`` of its tokens per pass of ``model`` (speculative decoding,
             :mod:`formers.decoding.speculative`; the same output, faster when it agrees).
+        heads: blockwise-decoding proposal heads for ``model``
+            (:class:`~formers.decoding.blockwise.BlockwiseHeads`): greedy search then checks
+            up to ``heads.k`` tokens per pass (:mod:`formers.decoding.blockwise_seq2seq`; the
+            same output).
 
     Returns:
         For each sentence, a list of ``nbest`` :class:`Translation` objects, best first (one
@@ -261,8 +267,9 @@ def translate(
             indices = [todo[j] for j in batch]
             src = _pad([sources[i] for i in indices], model.pad_id, run_device)
             found = _search(
-                model, src, beam=beam, lp=lp, nbest=nbest, draft=draft, k=draft_k, **limits
-            )
+                model, src, beam=beam, lp=lp, nbest=nbest, draft=draft, k=draft_k, heads=heads,
+                **limits,
+            )  # fmt: skip
             cut = max_lengths(torch.tensor([len(sources[i]) for i in indices]), **limits)  # (b,)
             for i, hyps, limit in zip(indices, found, cut.tolist(), strict=True):
                 results[i] = [
@@ -281,14 +288,20 @@ def _search(
     nbest: int,
     draft: nn.Module | None = None,
     k: int = 4,
+    heads: nn.Module | None = None,
     **limits: Any,
 ) -> list[list[tuple[Tensor, float]]]:
     """``(tokens ending with EOS, score)`` of the ``nbest`` best outputs per source, best first."""
-    if draft is not None and beam != 1:
-        raise ValueError(f"a draft model decodes greedily (beam 1), not with a beam of {beam}")
+    for name, given in (("a draft model", draft), ("blockwise heads", heads)):
+        if given is not None and beam != 1:
+            raise ValueError(f"{name} decodes greedily (beam 1), not with a beam of {beam}")
+    if draft is not None and heads is not None:
+        raise ValueError("give a draft model or blockwise heads, not both")
     if beam == 1:  # greedy finds what a beam of 1 finds, without the beam bookkeeping
         if draft is not None:
             out, _ = speculative_greedy(model, draft, src, k=k, **limits)
+        elif heads is not None:
+            out, _ = blockwise_greedy(model, heads, src, **limits)
         else:
             out = greedy_search(model, src, **limits)
         lengths = out.lengths.tolist()

@@ -152,11 +152,21 @@ class EncoderDecoder(nn.Module):
         ``cache.length``) and the cache is updated in place; ``memory`` may then be ``None``
         after the first step.
         """
+        return self.generator(self.decode_hidden(tgt, memory, memory_mask, cache=cache))
+
+    def decode_hidden(
+        self,
+        tgt: Tensor,
+        memory: Tensor | None,
+        memory_mask: Tensor | None,
+        *,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
+        """:meth:`decode` without the output projection: the ``(b, t, d)`` states that
+        ``generator`` maps to the logits (for heads of one's own on top of the model)."""
         offset = 0 if cache is None else cache.length
-        hidden = self.decoder(
-            self.tgt_embed(tgt, offset), memory, memory_mask=memory_mask, cache=cache
-        )
-        return self.generator(hidden)
+        embedded = self.tgt_embed(tgt, offset)
+        return self.decoder(embedded, memory, memory_mask=memory_mask, cache=cache)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
         """Teacher forcing: ``(b, s)`` source and ``(b, t)`` shifted target -> ``(b, t, V)``."""
