@@ -62,25 +62,47 @@ def test_equals_greedy_search_for_t5():
     _check_equal(t5, heads, src, max_len_b=12)
 
 
-def test_fitted_heads_get_several_tokens_accepted(model):
+@pytest.fixture(scope="module")
+def fitted(model) -> tuple[BlockwiseHeads, list[float], list]:
+    """Heads fitted on the model's own outputs: the heads, their losses, and the stats of
+    untrained heads on 24 sources decoded one at a time."""
     batch = TASK.sample(512, torch.Generator().manual_seed(1))
     sources = [[t for t in row.tolist() if t] for row in batch.src]
     targets = greedy_targets(model, sources, batch_size=100)
     expected = greedy_search(model, batch.src)
     assert targets[3] == [t for t in expected.tokens[3].tolist() if t not in (0, 2)]
+    torch.manual_seed(0)  # the heads' initial weights, whatever ran before
     heads = BlockwiseHeads(32, 4).double()
     src = _sources(24)
     before = [blockwise_greedy(model, heads, src[i : i + 1])[1] for i in range(24)]
     losses = fit_translation_heads(model, heads, sources, targets, steps=250, lr=3e-3)
+    return heads, losses, before
+
+
+def _per_pass(stats) -> float:
+    return sum(s.tokens for s in stats) / sum(s.target_passes for s in stats)
+
+
+def test_fitted_heads_get_several_tokens_accepted(model, fitted):
+    heads, losses, before = fitted
     assert sum(losses[-10:]) < 0.7 * sum(losses[:10])
+    src = _sources(24)
     after = [blockwise_greedy(model, heads, src[i : i + 1])[1] for i in range(24)]
-
-    def per_pass(stats):
-        return sum(s.tokens for s in stats) / sum(s.target_passes for s in stats)
-
     # untrained heads about repeat the model's next token (their residual is small): 1.11 here
-    assert per_pass(after) > per_pass(before) + 0.15  # 1.30
+    assert _per_pass(after) > _per_pass(before) + 0.15  # 1.30
     _check_equal(model, heads, src)  # still greedy search's output
+
+
+def test_in_a_batch_each_row_keeps_what_it_accepted(model, fitted):
+    heads = fitted[0]
+    src = _sources(24)
+    alone = [blockwise_greedy(model, heads, src[i : i + 1])[1] for i in range(24)]
+    _, together = blockwise_greedy(model, heads, src)
+    # every row accepts what it would alone: the same passes, tokens and guesses in all
+    assert together.target_passes == sum(s.target_passes for s in alone)
+    assert together.tokens == sum(s.tokens for s in alone)
+    assert together.drafted == sum(s.drafted for s in alone)
+    assert together.tokens_per_pass > 1.15
 
 
 def test_bad_arguments_are_refused(model):

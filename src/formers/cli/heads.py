@@ -123,7 +123,7 @@ def _fit_language_model(args: argparse.Namespace, model: Any, tokenizer: Any,
 
     tokens = encode_text(tokenizer, read_text(args.text))
     losses = fit_heads(model, heads, tokens, steps=args.steps, batch_size=args.batch_size or 16,
-                       lr=args.lr, seed=args.seed)  # fmt: skip
+                       lr=args.lr, seed=args.seed, progress=sys.stderr.isatty())  # fmt: skip
     return losses, f"on {tokens.numel()} tokens"
 
 
@@ -147,5 +147,5 @@ def _fit_translation(args: argparse.Namespace, model: Any, tokenizer: Any,
         what = f"on the model's translations of {len(sources)} sentences"
     losses = fit_translation_heads(model, heads, sources, targets, steps=args.steps,
                                    batch_size=args.batch_size or 64, lr=args.lr,
-                                   seed=args.seed)  # fmt: skip
+                                   seed=args.seed, progress=sys.stderr.isatty())  # fmt: skip
     return losses, what

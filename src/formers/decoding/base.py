@@ -98,7 +98,7 @@ def check_lengths(max_len_a: float, max_len_b: int, max_len: int | None, min_len
 
 def constrain(
     lprobs: Tensor,
-    step: int,
+    step: int | Tensor,
     limits: Tensor,
     *,
     pad_id: int,
@@ -110,14 +110,17 @@ def constrain(
     """Apply the rules every search shares, in place, to ``(b, V)`` log-probabilities.
 
     Never emit padding or BOS; no EOS before ``min_len`` tokens; only EOS at a row's limit
-    (``limits``: ``(b,)``; the limit wins over a ``min_len`` beyond it). Forbidden entries become
+    (``limits``: ``(b,)``; the limit wins over a ``min_len`` beyond it). ``step``: the tokens
+    produced so far, one number for all rows or ``(b,)``. Forbidden entries become
     ``-inf``; the EOS forced at the limit keeps its log-probability, or scores ``forced_eos`` if
     given (Hugging Face's forced EOS scores 0).
     """
     lprobs[:, pad_id] = -torch.inf
     lprobs[:, bos_id] = -torch.inf
     eos = lprobs[:, eos_id].clone()  # before min_len's ban: what the forced EOS scores
-    if step < min_len:
+    if isinstance(step, Tensor):  # (b,): each row's own step
+        lprobs[:, eos_id] = lprobs[:, eos_id].masked_fill(step < min_len, -torch.inf)
+    elif step < min_len:
         lprobs[:, eos_id] = -torch.inf
     at_limit = limits <= step + 1  # (b,)
     if forced_eos is not None:

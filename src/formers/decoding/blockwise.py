@@ -30,7 +30,7 @@ Shapes: t positions, d model width, V vocabulary, k block size.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,8 +74,13 @@ class BlockwiseHeads(nn.Module):
         return smaller
 
     def forward(self, hidden: Tensor, generator: nn.Module) -> Tensor:
-        """``(..., d)`` hidden states -> ``(..., k - 1, V)`` logits of the tokens 2 .. k ahead."""
-        return torch.stack([generator(hidden + head(hidden)) for head in self.heads], dim=-2)
+        """``(..., d)`` hidden states -> ``(..., k - 1, V)`` logits of the tokens 2 .. k ahead
+        (one call of the output projection for all heads: its weight is read once)."""
+        return generator(self.states(hidden))  # (..., k - 1, d) -> (..., k - 1, V)
+
+    def states(self, hidden: Tensor) -> Tensor:
+        """``(..., d)`` -> ``(..., k - 1, d)``: what the output projection reads for each head."""
+        return torch.stack([hidden + head(hidden) for head in self.heads], dim=-2)
 
     def loss(
         self, hidden: Tensor, generator: nn.Module, nexts: Tensor, ignore_index: int = -100
@@ -182,29 +187,49 @@ def fit_heads(
     length: int | None = None,
     lr: float = 1e-3,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """Train ``heads`` on windows of the 1-D token stream ``tokens`` with ``model`` frozen: head
     ``i`` learns the token ``i + 1`` places after each position (cross-entropy, AdamW). Returns
-    the loss of every step (the mean over heads)."""
+    the loss of every step (the mean over heads); ``progress``: a progress bar on stderr."""
     length = model.context_length if length is None else length
     if tokens.numel() <= length + heads.k:
         raise ValueError(f"the token stream ({tokens.numel()}) is shorter than a window")
     generator = torch.Generator().manual_seed(seed)
+    return train_heads(
+        model, heads, lambda: _window_loss(model, heads, tokens, length, batch_size, generator),
+        steps=steps, lr=lr, progress=progress,
+    )  # fmt: skip
+
+
+def train_heads(
+    model: nn.Module,
+    heads: BlockwiseHeads,
+    loss: Callable[[], Tensor],
+    *,
+    steps: int,
+    lr: float,
+    progress: bool = False,
+) -> list[float]:
+    """``steps`` AdamW steps of ``heads`` on ``loss()`` (a fresh batch each call) with ``model``
+    frozen; the loss of every step."""
+    from tqdm.auto import tqdm
+
     optimizer = torch.optim.AdamW(heads.parameters(), lr=lr)
-    with frozen(model):
-        return [train_step(optimizer, heads, _window_loss(model, heads, tokens, length, batch_size,
-                                                     generator)) for _ in range(steps)]  # fmt: skip
-
-
-def train_step(optimizer: torch.optim.Optimizer, heads: BlockwiseHeads, loss: Tensor) -> float:
-    """One AdamW step of ``heads`` on ``loss``; its value."""
-    if loss.requires_grad:  # else no position had a token to guess
-        heads.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        heads.eval()
-    return float(loss.detach())
+    losses: list[float] = []
+    with frozen(model), tqdm(total=steps, unit="step", disable=not progress, desc="heads") as bar:
+        for _ in range(steps):
+            value = loss()
+            if value.requires_grad:  # else no position had a token to guess
+                heads.train()
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+                heads.eval()
+            losses.append(float(value.detach()))
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    return losses
 
 
 def _window_loss(model, heads, tokens, length, batch_size, generator) -> Tensor:

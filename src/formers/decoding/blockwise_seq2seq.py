@@ -14,9 +14,12 @@ differently from single steps).
 
 Training targets: the paper distils its heads on the model's own greedy outputs (sequence-level
 knowledge distillation); :func:`greedy_targets` makes them, and the references can be used
-instead. Batches: as in :mod:`formers.decoding.speculative`, the rows keep the same number of
-tokens each pass (the fewest any live row accepted), so the caches stay rectangular; finished
-rows leave the batch. Deviations from the paper: greedy only; no fine-tuning of the model.
+instead. Batches: each row keeps what it accepted. Every pass feeds each live row a block of
+the same width; the cache keeps every slot, and a row's rejected guesses (and slots past its
+limit) become padding that is never attended to again, its positions counting its kept tokens
+only (:meth:`~formers.nn.kv_cache.DecoderCache.extend`). So a row accepts in a batch what it
+accepts alone (tested), at the price of a cache that grows by a block per pass. Finished rows
+leave the batch. Deviations from the paper: greedy only; no fine-tuning of the model.
 
 Shapes: b live rows, s source length, t target length, d model width, V vocabulary, m block.
 """
@@ -30,9 +33,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.decoding.base import DecodeOutput, check_lengths, constrain, max_lengths
-from formers.decoding.blockwise import BlockwiseHeads, frozen, propose, train_step
+from formers.decoding.blockwise import BlockwiseHeads, propose, train_heads
 from formers.decoding.sequential import greedy_search
 from formers.decoding.speculative import SpeculationStats, truncate
+
+# at most this many rows in one call of the output projection for a pass's logits and guesses
+# together; above, two calls (the guesses of the last kept token only): a projection call reads
+# the whole weight, which costs about as much as a few rows of products on a CPU
+FUSED_ROWS = 32
 
 
 def _padded(rows: list[list[int]], pad_id: int, device: torch.device) -> Tensor:
@@ -86,11 +94,13 @@ def fit_translation_heads(
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """Train ``heads`` on ``(source, target)`` id pairs (no BOS or EOS; the target may be the
     model's own output, :func:`greedy_targets`) with ``model`` frozen and teacher forcing: at
     each target position head ``i`` learns the token ``i + 1`` places after the model's next one
-    (cross-entropy, AdamW). Returns the loss of every step (the mean over heads)."""
+    (cross-entropy, AdamW). Returns the loss of every step (the mean over heads); ``progress``:
+    a progress bar on stderr."""
     if len(sources) != len(targets) or not sources:
         raise ValueError(f"{len(sources)} sources and {len(targets)} targets: give equal, >0")
     pairs = [i for i in range(len(sources)) if sources[i]]
@@ -99,7 +109,6 @@ def fit_translation_heads(
     device = next(model.parameters()).device
     pad, bos, eos = model.pad_id, model.bos_id, model.eos_id
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=lr)
 
     def loss() -> Tensor:
         chosen = [pairs[i] for i in torch.randint(0, len(pairs), (batch_size,),
@@ -111,8 +120,7 @@ def fit_translation_heads(
             hidden = model.decode_hidden(tgt[:, :-1], model.encode(src, mask), mask)  # (b, t, d)
         return heads.loss(hidden, model.generator, tgt[:, 1:], ignore_index=pad)
 
-    with frozen(model):
-        return [train_step(optimizer, heads, loss()) for _ in range(steps)]
+    return train_heads(model, heads, loss, steps=steps, lr=lr, progress=progress)
 
 
 @torch.no_grad()
@@ -159,62 +167,92 @@ def blockwise_greedy(
         model.train(was[0]), heads.train(was[1])
 
 
-def _loop(model, heads, state, seq, limits, pick, hidden) -> tuple[DecodeOutput, SpeculationStats]:
-    """Blocks until every row has ended; ``hidden``: ``(n, d)``, the states after BOS."""
-    n = seq.size(0)
-    rows = torch.arange(n, device=seq.device)  # the source of each live row
-    produced = limits.clone()  # tokens per row (until an EOS ends it sooner)
-    scores = torch.zeros(n, device=seq.device)
+def _loop(model, heads, state, seq, limits, pick_rows, hidden):
+    """Blocks until every row has ended, each row keeping what it accepted; ``hidden``:
+    ``(n, d)``, the states after BOS. A row's rejected guesses stay in the cache as padding
+    (their slots never attended to again, its positions counting its real tokens only)."""
+    n, k = seq.size(0), heads.k
+    device = seq.device
+    rows = torch.arange(n, device=device)  # the source of each live row
+    gen = torch.zeros(n, dtype=torch.long, device=device)  # tokens each live row produced
+    produced = limits.clone()
+    scores = torch.zeros(n, device=device)
     stats = SpeculationStats(target_passes=n)  # the pass from BOS
-    first, first_lp = pick(model.generator(hidden), 0, rows)  # (b,): the model's next tokens
+    first, first_lp = pick_rows(model.generator(hidden), gen, rows)  # (b,)
     guesses = propose(heads, model.generator, hidden)  # (b, k - 1)
-    gen = 0  # tokens produced so far by every live row
     while True:
         # a row whose next token is its last (EOS, or at its limit) ends without another pass
         last = (first == model.eos_id) | (gen + 1 >= limits[rows])
         if last.any():
             done = rows[last]
-            seq[done, gen], produced[done] = first[last], gen + 1
+            seq[done, gen[last]], produced[done] = first[last], gen[last] + 1
             scores[done] += first_lp[last]
             stats.tokens += done.numel()
             keep = (~last).nonzero().squeeze(1)
-            rows, first, first_lp, guesses = rows[keep], first[keep], first_lp[keep], guesses[keep]
-            if not rows.numel():
+            if not keep.numel():
                 break
+            rows, gen, first, first_lp, guesses = (
+                t[keep] for t in (rows, gen, first, first_lp, guesses)
+            )
             state.reorder(keep)
-        m = min(heads.k, int(limits[rows].max()) - gen)  # >= 2: stay within the limits
+        room = limits[rows] - gen  # (b,) >= 2: tokens each row may still produce
+        m = min(k, int(room.max()))
+        slots = torch.arange(m, device=device)
         block = torch.cat([first[:, None], guesses[:, : m - 1]], dim=1)  # (b, m)
-        hidden = model.decode_hidden(block, None, state.memory_mask, cache=state.cache)
-        picked = [pick(model.generator(hidden[:, j]), gen + 1 + j, rows) for j in range(m)]
-        choice = torch.stack([ids for ids, _ in picked], dim=1)  # (b, m): the greedy token
-        chosen_lp = torch.stack([lp for _, lp in picked], dim=1)  # after each prefix of the block
-        agree = (choice[:, :-1] == block[:, 1:]).long().cumprod(dim=1)
-        accepted = 1 + int(agree.sum(dim=1).min())  # the same for every row
-        lps = torch.cat([first_lp[:, None], chosen_lp[:, : accepted - 1]], dim=1)  # (b, accepted)
-        seq[rows, gen : gen + accepted] = block[:, :accepted]
-        stats.target_passes += rows.numel()
-        stats.drafted += rows.numel() * (m - 1)
-        # an accepted guess may be an EOS, or reach a row's limit (whose EOS is then forced)
-        ended = gen + accepted >= limits[rows]
-        is_eos = block[:, :accepted] == model.eos_id
-        hit = is_eos.any(dim=1)
-        at = gen + is_eos.float().argmax(dim=1) + 1
-        produced[rows[hit]] = torch.minimum(produced[rows[hit]], at[hit])
-        ended |= hit
-        counted = gen + torch.arange(accepted, device=seq.device)[None, :] < produced[rows, None]
+        real = slots[None, :] < room[:, None]  # (b, m): no slot past a row's limit
+        b = rows.numel()
+        # one row, its cache without padding: no mask needed (the rejected guesses are cut off
+        # below), which is cheaper than the padded path
+        plain = b == 1 and state.cache.keys is None
+        hidden = model.decode_hidden(
+            block, None, state.memory_mask, cache=state.cache, mask=None if plain else real
+        )
+        fused = b * m * k <= FUSED_ROWS
+        if fused:  # the model's logits and every slot's guesses in one read of the projection
+            states = torch.cat([hidden[:, :, None], heads.states(hidden)], dim=2)  # (b, m, k, d)
+            every = model.generator(states)  # (b, m, k, V)
+            logits = every[:, :, 0]
+        else:
+            logits = model.generator(hidden)  # (b, m, V)
+        steps = (gen[:, None] + 1 + slots[None, :]).flatten()  # (b * m,): the step each slot picks
+        choice, chosen_lp = pick_rows(logits.flatten(0, 1), steps, rows.repeat_interleave(m))
+        choice, chosen_lp = choice.view(b, m), chosen_lp.view(b, m)  # greedy after each prefix
+        agree = (choice[:, :-1] == block[:, 1:]) & real[:, 1:]
+        accepted = 1 + agree.long().cumprod(dim=1).sum(dim=1)  # (b,): each row's own
+        kept = slots[None, :] < accepted[:, None]  # (b, m)
+        if plain:
+            truncate(state.cache, 1 + int(gen) + int(accepted))  # BOS and the kept tokens
+        else:
+            state.cache.keys[:, -m:] &= kept  # rejected guesses become padding
+        is_eos = (block == model.eos_id) & kept
+        hit = is_eos.any(dim=1)  # an accepted EOS ends the row there
+        count = torch.where(hit, is_eos.float().argmax(dim=1) + 1, accepted)  # (b,) new tokens
+        counted = slots[None, :] < count[:, None]
+        cols = gen[:, None] + slots[None, :]  # (b, m)
+        seq[rows[:, None].expand(b, m)[counted], cols[counted]] = block[counted]
+        lps = torch.cat([first_lp[:, None], chosen_lp[:, :-1]], dim=1)  # (b, m): of each token
         scores[rows] += (lps * counted).sum(dim=1)
-        stats.tokens += int(counted.sum())
-        gen += accepted
-        truncate(state.cache, 1 + gen)  # BOS and the kept tokens
-        first, first_lp = choice[:, accepted - 1], chosen_lp[:, accepted - 1]
-        guesses = propose(heads, model.generator, hidden[:, accepted - 1])  # after the last kept
+        stats.tokens += int(count.sum())
+        stats.target_passes += b
+        stats.drafted += int(real[:, 1:].sum())
+        gen = gen + count
+        ended = hit | (gen >= limits[rows])
+        produced[rows[ended]] = gen[ended]
+        at = torch.arange(b, device=device)
+        first, first_lp = choice[at, accepted - 1], chosen_lp[at, accepted - 1]
+        if fused:  # the guesses after the last kept token
+            guesses = every[at, accepted - 1, 1:].argmax(dim=-1)
+        else:
+            guesses = propose(heads, model.generator, hidden[at, accepted - 1])
         if ended.any():
             keep = (~ended).nonzero().squeeze(1)
-            rows, first, first_lp, guesses = rows[keep], first[keep], first_lp[keep], guesses[keep]
-            if not rows.numel():
+            if not keep.numel():
                 break
+            rows, gen, first, first_lp, guesses = (
+                t[keep] for t in (rows, gen, first, first_lp, guesses)
+            )
             state.reorder(keep)
     width = int(produced.max())
     tokens = seq[:, :width].clone()
-    tokens[torch.arange(width, device=seq.device)[None, :] >= produced[:, None]] = model.pad_id
+    tokens[torch.arange(width, device=device)[None, :] >= produced[:, None]] = model.pad_id
     return DecodeOutput(tokens, produced, scores), stats

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from formers.nn.embeddings import Embeddings
-from formers.nn.kv_cache import DecoderCache, row_positions
+from formers.nn.kv_cache import DecoderCache, padded_self_attention
 from formers.nn.masks import AttentionMask
 from formers.nn.position_scheme import Positions
 from formers.nn.recorder import AttentionRecorder
@@ -106,11 +106,10 @@ class DecoderOnlyLM(nn.Module):
         check_inputs(tokens, mask)
         offset = 0 if cache is None else cache.length
         self._check_length(offset + tokens.size(1))
-        if cache is not None:  # the cache keeps the keys' padding and positions
-            keys, queries, key_positions = cache.extend(mask, tokens.size(1), tokens.device)
-        else:
-            keys = mask
-            queries = key_positions = None if mask is None else row_positions(mask)
+        # the cache keeps the keys' padding and positions
+        keys, queries, key_positions = padded_self_attention(
+            mask, cache, tokens.size(1), tokens.device
+        )
         positions = None if queries is None else Positions(queries, key_positions)
         x = self.embed(tokens, offset, queries)
         return self.decoder(

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from formers.nn.embeddings import Embeddings
-from formers.nn.kv_cache import DecoderCache
-from formers.nn.masks import padding_mask
+from formers.nn.kv_cache import DecoderCache, padded_self_attention
+from formers.nn.masks import AttentionMask, padding_mask
+from formers.nn.position_scheme import Positions
 from formers.nn.recorder import AttentionRecorder
 from formers.nn.stacks import Decoder, Encoder
 
@@ -161,12 +162,26 @@ class EncoderDecoder(nn.Module):
         memory_mask: Tensor | None,
         *,
         cache: DecoderCache | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """:meth:`decode` without the output projection: the ``(b, t, d)`` states that
-        ``generator`` maps to the logits (for heads of one's own on top of the model)."""
+        ``generator`` maps to the logits (for heads of one's own on top of the model).
+
+        ``mask``: ``(b, t)``, True at real target tokens. Padding is never attended to and
+        each row's real tokens get their own positions; with a ``cache``, which keeps both,
+        rows may then hold different numbers of real tokens (blockwise decoding marks the
+        rejected guesses of each row as padding, :mod:`formers.decoding.blockwise_seq2seq`).
+        """
         offset = 0 if cache is None else cache.length
-        embedded = self.tgt_embed(tgt, offset)
-        return self.decoder(embedded, memory, memory_mask=memory_mask, cache=cache)
+        keys, queries, key_positions = padded_self_attention(mask, cache, tgt.size(1), tgt.device)
+        if queries is None:  # nothing padded: positions are the slots
+            embedded = self.tgt_embed(tgt, offset)
+            return self.decoder(embedded, memory, memory_mask=memory_mask, cache=cache)
+        return self.decoder(
+            self.tgt_embed(tgt, offset, queries), memory, memory_mask=memory_mask,
+            self_mask=AttentionMask(keys=keys, causal=True), cache=cache,
+            positions=Positions(queries, key_positions),
+        )  # fmt: skip
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
         """Teacher forcing: ``(b, s)`` source and ``(b, t)`` shifted target -> ``(b, t, V)``."""

@@ -191,3 +191,17 @@ def row_positions(real: Tensor) -> Tensor:
     in order; a padding token gets the position of the last real one before it (or 0). The
     padding is never attended to, so its positions do not matter."""
     return (real.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def padded_self_attention(
+    mask: Tensor | None, cache: DecoderCache | None, length: int, device: torch.device
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(keys, query positions, key positions)`` for ``length`` new tokens whose padding is
+    ``mask`` (``(b, length)``, True at real tokens; ``None``: all real), after those in
+    ``cache`` (recorded there, :meth:`DecoderCache.extend`): the padding of all keys and each
+    row's own positions, or ``None`` for each while nothing is padded (positions are then the
+    slots)."""
+    if cache is not None:
+        return cache.extend(mask, length, device)
+    positions = None if mask is None else row_positions(mask)
+    return mask, positions, positions
