@@ -29,13 +29,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.decoding.base import DecodeOutput, check_lengths, constrain, max_lengths
+from formers.decoding.base import DecodeOutput, check_lengths, max_lengths
 from formers.decoding.blockwise import BlockwiseHeads, propose, train_heads
 from formers.decoding.sequential import greedy_search
-from formers.decoding.speculative import SpeculationStats, truncate
+from formers.decoding.speculative import SpeculationStats, greedy_pick, truncate
 
 # at most this many rows in one call of the output projection for a pass's logits and guesses
 # together; above, two calls (the guesses of the last kept token only): a projection call reads
@@ -148,15 +147,7 @@ def blockwise_greedy(
         state = model.init_decoding(src)
         limits = max_lengths(state.src_lengths, max_len_a, max_len_b, max_len).to(src.device)
 
-        def pick(logits: Tensor, step: int, rows: Tensor) -> tuple[Tensor, Tensor]:
-            lprobs = F.log_softmax(logits.float(), dim=-1)
-            constrain(
-                lprobs, step, limits[rows], pad_id=model.pad_id, bos_id=model.bos_id,
-                eos_id=model.eos_id, min_len=min_len,
-            )  # fmt: skip
-            best = lprobs.max(dim=-1)
-            return best.indices, best.values
-
+        pick = greedy_pick(model, limits, min_len)
         n = src.size(0)
         seq = torch.full((n, int(limits.max()) + heads.k), model.pad_id, device=src.device)
         bos = torch.full((n, 1), model.bos_id, device=src.device)
@@ -188,13 +179,10 @@ def _loop(model, heads, state, seq, limits, pick_rows, hidden):
             seq[done, gen[last]], produced[done] = first[last], gen[last] + 1
             scores[done] += first_lp[last]
             stats.tokens += done.numel()
-            keep = (~last).nonzero().squeeze(1)
-            if not keep.numel():
+            live = _keep(~last, state, rows, gen, first, first_lp, guesses)
+            if live is None:
                 break
-            rows, gen, first, first_lp, guesses = (
-                t[keep] for t in (rows, gen, first, first_lp, guesses)
-            )
-            state.reorder(keep)
+            rows, gen, first, first_lp, guesses = live
         room = limits[rows] - gen  # (b,) >= 2: tokens each row may still produce
         m = min(k, int(room.max()))
         slots = torch.arange(m, device=device)
@@ -245,14 +233,21 @@ def _loop(model, heads, state, seq, limits, pick_rows, hidden):
         else:
             guesses = propose(heads, model.generator, hidden[at, accepted - 1])
         if ended.any():
-            keep = (~ended).nonzero().squeeze(1)
-            if not keep.numel():
+            live = _keep(~ended, state, rows, gen, first, first_lp, guesses)
+            if live is None:
                 break
-            rows, gen, first, first_lp, guesses = (
-                t[keep] for t in (rows, gen, first, first_lp, guesses)
-            )
-            state.reorder(keep)
+            rows, gen, first, first_lp, guesses = live
     width = int(produced.max())
     tokens = seq[:, :width].clone()
     tokens[torch.arange(width, device=device)[None, :] >= produced[:, None]] = model.pad_id
     return DecodeOutput(tokens, produced, scores), stats
+
+
+def _keep(alive: Tensor, state: Any, *per_row: Tensor) -> tuple[Tensor, ...] | None:
+    """The ``per_row`` tensors of the rows still ``alive`` (``(b,)``), whose decoding state keeps
+    only them; ``None`` when no row is."""
+    keep = alive.nonzero().squeeze(1)
+    if not keep.numel():
+        return None
+    state.reorder(keep)
+    return tuple(t[keep] for t in per_row)

@@ -35,8 +35,8 @@ from torch import Tensor, nn
 from formers.decoding.base import DecodeOutput, check_lengths, constrain, max_lengths
 from formers.nn.kv_cache import DecoderCache, KVCache
 
-# (b, V) logits, step, live rows -> (b,) chosen ids and (b,) their log-probabilities
-Pick = Callable[[Tensor, int, Tensor], tuple[Tensor, Tensor]]
+# (b, V) logits, step (or (b,) steps), live rows -> (b,) chosen ids and their log-probabilities
+Pick = Callable[[Tensor, "int | Tensor", Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -70,6 +70,23 @@ def truncate(cache: DecoderCache, length: int) -> None:
         layer.self_attn.length = min(layer.self_attn.length, length)
     if cache.keys is not None:
         cache.keys, cache.positions = cache.keys[:, :length], cache.positions[:, :length]
+
+
+def greedy_pick(model: nn.Module, limits: Tensor, min_len: int) -> Pick:
+    """Greedy search's choice for rows of a batch whose sources have output ``limits`` (``(n,)``):
+    the most probable token under :func:`~formers.decoding.base.constrain`'s rules, and its
+    log-probability. ``step`` may be one number or each row's own (``(b,)``)."""
+
+    def pick(logits: Tensor, step: int | Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        lprobs = F.log_softmax(logits.float(), dim=-1)
+        constrain(
+            lprobs, step, limits[rows], pad_id=model.pad_id, bos_id=model.bos_id,
+            eos_id=model.eos_id, min_len=min_len,
+        )  # fmt: skip
+        best = lprobs.max(dim=-1)
+        return best.indices, best.values
+
+    return pick
 
 
 class _Seq2Seq:
@@ -193,15 +210,7 @@ def speculative_greedy(
     target, proposer = _Seq2Seq(model, src), _Seq2Seq(draft, src)
     limits = max_lengths(target.state.src_lengths, max_len_a, max_len_b, max_len).to(src.device)
 
-    def pick(logits: Tensor, step: int, rows: Tensor) -> tuple[Tensor, Tensor]:
-        lprobs = F.log_softmax(logits.float(), dim=-1)
-        constrain(
-            lprobs, step, limits[rows], pad_id=model.pad_id, bos_id=model.bos_id,
-            eos_id=model.eos_id, min_len=min_len,
-        )  # fmt: skip
-        best = lprobs.max(dim=-1)
-        return best.indices, best.values
-
+    pick = greedy_pick(model, limits, min_len)
     n = src.size(0)
     seq = torch.full((n, 1 + int(limits.max()) + k + 1), model.pad_id, device=src.device)
     seq[:, 0] = model.bos_id
