@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.decoding.speculative import SpeculationStats, truncate
+from formers.nn.modes import eval_mode
 
 
 class BlockwiseHeads(nn.Module):
@@ -262,12 +263,10 @@ def blockwise_generate(
         raise ValueError("blockwise decoding needs a non-empty prompt")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    was = model.training
-    model.eval(), heads.eval()
     device = next(model.parameters()).device
     stats = SpeculationStats()
     out: list[int] = []
-    try:
+    with eval_mode(model, heads):
         cache = model.new_cache()
         ids = torch.tensor([prompt], device=device)
         block = _block(model, heads, model.decode_hidden(ids, cache)[0, -1])  # (k,)
@@ -298,5 +297,3 @@ def blockwise_generate(
                 return out, stats
             truncate(cache, len(prompt) + len(out))
             block = _block(model, heads, hidden[accepted - 1])
-    finally:
-        model.train(was)

@@ -35,6 +35,7 @@ from formers.decoding.base import DecodeOutput, check_lengths, max_lengths
 from formers.decoding.blockwise import BlockwiseHeads, propose, train_heads
 from formers.decoding.sequential import greedy_search
 from formers.decoding.speculative import SpeculationStats, greedy_pick, truncate
+from formers.nn.modes import eval_mode
 
 # at most this many rows in one call of the output projection for a pass's logits and guesses
 # together; above, two calls (the guesses of the last kept token only): a projection call reads
@@ -141,9 +142,7 @@ def blockwise_greedy(
     search makes one pass per token).
     """
     check_lengths(max_len_a, max_len_b, max_len, min_len)
-    was = model.training, heads.training
-    model.eval(), heads.eval()
-    try:
+    with eval_mode(model, heads):
         state = model.init_decoding(src)
         limits = max_lengths(state.src_lengths, max_len_a, max_len_b, max_len).to(src.device)
 
@@ -153,9 +152,9 @@ def blockwise_greedy(
         bos = torch.full((n, 1), model.bos_id, device=src.device)
         hidden = model.decode_hidden(bos, state.memory, state.memory_mask, cache=state.cache)
         state.memory = None  # projected into the cross-attention caches
+        if n == 1:  # the lean loop: Python numbers, a truncated cache, no padding
+            return _one_row(model, heads, state, int(limits[0]), pick, hidden[:, -1])
         return _loop(model, heads, state, seq, limits, pick, hidden[:, -1])
-    finally:
-        model.train(was[0]), heads.train(was[1])
 
 
 def _loop(model, heads, state, seq, limits, pick_rows, hidden):
@@ -189,16 +188,10 @@ def _loop(model, heads, state, seq, limits, pick_rows, hidden):
         block = torch.cat([first[:, None], guesses[:, : m - 1]], dim=1)  # (b, m)
         real = slots[None, :] < room[:, None]  # (b, m): no slot past a row's limit
         b = rows.numel()
-        # one row, its cache without padding: no mask needed (the rejected guesses are cut off
-        # below), which is cheaper than the padded path
-        plain = b == 1 and state.cache.keys is None
-        hidden = model.decode_hidden(
-            block, None, state.memory_mask, cache=state.cache, mask=None if plain else real
-        )
+        hidden = model.decode_hidden(block, None, state.memory_mask, cache=state.cache, mask=real)
         fused = b * m * k <= FUSED_ROWS
         if fused:  # the model's logits and every slot's guesses in one read of the projection
-            states = torch.cat([hidden[:, :, None], heads.states(hidden)], dim=2)  # (b, m, k, d)
-            every = model.generator(states)  # (b, m, k, V)
+            every = _every(model, heads, hidden)  # (b, m, k, V)
             logits = every[:, :, 0]
         else:
             logits = model.generator(hidden)  # (b, m, V)
@@ -208,10 +201,7 @@ def _loop(model, heads, state, seq, limits, pick_rows, hidden):
         agree = (choice[:, :-1] == block[:, 1:]) & real[:, 1:]
         accepted = 1 + agree.long().cumprod(dim=1).sum(dim=1)  # (b,): each row's own
         kept = slots[None, :] < accepted[:, None]  # (b, m)
-        if plain:
-            truncate(state.cache, 1 + int(gen) + int(accepted))  # BOS and the kept tokens
-        else:
-            state.cache.keys[:, -m:] &= kept  # rejected guesses become padding
+        state.cache.keys[:, -m:] &= kept  # rejected guesses become padding
         is_eos = (block == model.eos_id) & kept
         hit = is_eos.any(dim=1)  # an accepted EOS ends the row there
         count = torch.where(hit, is_eos.float().argmax(dim=1) + 1, accepted)  # (b,) new tokens
@@ -251,3 +241,50 @@ def _keep(alive: Tensor, state: Any, *per_row: Tensor) -> tuple[Tensor, ...] | N
         return None
     state.reorder(keep)
     return tuple(t[keep] for t in per_row)
+
+
+def _every(model: nn.Module, heads: BlockwiseHeads, hidden: Tensor) -> Tensor:
+    """``(..., m, d)`` states -> ``(..., m, k, V)``: at each slot, the model's logits and the
+    heads' guesses, in one call of the output projection (its weight read once)."""
+    states = torch.cat([hidden[..., None, :], heads.states(hidden)], dim=-2)  # (..., m, k, d)
+    return model.generator(states)
+
+
+def _one_row(model, heads, state, limit, pick, hidden) -> tuple[DecodeOutput, SpeculationStats]:
+    """One source: what :func:`_loop` does, with Python numbers and a cache cut back to the kept
+    tokens after each pass (no padding, so the plain causal path). ``hidden``: ``(1, d)``."""
+    k, eos = heads.k, model.eos_id
+    row = torch.zeros(heads.k, dtype=torch.long, device=hidden.device)  # pick's row ids
+    stats = SpeculationStats(target_passes=1)  # the pass from BOS
+    first, first_lp = pick(model.generator(hidden), 0, row[:1])  # (1,)
+    guesses = propose(heads, model.generator, hidden)[0]  # (k - 1,)
+    out: list[int] = []
+    score = first_lp.new_zeros(())
+    while True:
+        if int(first) == eos or len(out) + 1 >= limit:  # its last token: no pass needed
+            out.append(int(first))
+            score = score + first_lp[0]
+            stats.tokens += 1
+            break
+        m = min(k, limit - len(out))
+        block = torch.cat([first, guesses[: m - 1]])  # (m,)
+        hidden = model.decode_hidden(block[None], None, state.memory_mask, cache=state.cache)[0]
+        every = _every(model, heads, hidden)  # (m, k, V)
+        steps = torch.arange(len(out) + 1, len(out) + 1 + m, device=block.device)
+        choice, chosen_lp = pick(every[:, 0], steps, row[:m])  # (m,): greedy after each prefix
+        accepted = 1 + int((choice[:-1] == block[1:]).long().cumprod(dim=0).sum())
+        new = block[:accepted].tolist()
+        count = new.index(eos) + 1 if eos in new else accepted
+        out += new[:count]
+        score = score + first_lp[0] + chosen_lp[: count - 1].sum()
+        stats.tokens += count
+        stats.target_passes += 1
+        stats.drafted += m - 1
+        if count < accepted or new[count - 1] == eos or len(out) >= limit:
+            break
+        truncate(state.cache, 1 + len(out))  # BOS and the kept tokens
+        first, first_lp = choice[accepted - 1 : accepted], chosen_lp[accepted - 1 : accepted]
+        guesses = every[accepted - 1, 1:].argmax(dim=-1)
+    tokens = torch.tensor([out], device=hidden.device)
+    lengths = torch.tensor([len(out)], device=hidden.device)
+    return DecodeOutput(tokens, lengths, score.reshape(1)), stats

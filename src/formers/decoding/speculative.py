@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from formers.decoding.base import DecodeOutput, check_lengths, constrain, max_lengths
 from formers.nn.kv_cache import DecoderCache, KVCache
+from formers.nn.modes import eval_mode
 
 # (b, V) logits, step (or (b,) steps), live rows -> (b,) chosen ids and their log-probabilities
 Pick = Callable[[Tensor, "int | Tensor", Tensor], tuple[Tensor, Tensor]]
@@ -266,14 +267,10 @@ def _speculate_in_context(
         best = F.log_softmax(logits.float(), dim=-1).max(dim=-1)
         return best.indices, best.values
 
-    was = model.training, draft.training
-    model.eval(), draft.eval()
-    try:
+    with eval_mode(model, draft):
         produced, _, stats = _speculate(
             _LanguageModel(model), _LanguageModel(draft), seq, len(prompt), limits, k,
             model.eos_id, pick,
         )  # fmt: skip
-    finally:
-        model.train(was[0]), draft.train(was[1])
     start = len(prompt)
     return seq[0, start : start + int(produced[0])].tolist(), stats
