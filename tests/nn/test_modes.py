@@ -42,3 +42,19 @@ def test_restored_when_a_generator_is_abandoned() -> None:
     assert next(gen) == 1 and not model.training
     gen.close()
     assert model.training
+
+
+@pytest.mark.parametrize("training", [(True, True), (True, False), (False, False)])
+def test_eval_mode_switches_only_what_trains_and_restores_it(training) -> None:
+    from formers.nn.modes import eval_mode
+
+    model, heads = _model().train(training[0]), _model().train(training[1])
+    calls = []
+    for m in (model, heads):  # eval() is the costly walk: it must happen only where needed
+        m.eval = lambda m=m: (calls.append(m), nn.Module.eval(m))[1]
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(model, heads):
+        assert not model.training and not model[1].training and not heads[1].training
+        raise RuntimeError("boom")
+    assert calls == [m for m, t in zip((model, heads), training, strict=True) if t]
+    assert (model.training, model[1].training) == (training[0], training[0])
+    assert (heads.training, heads[1].training) == (training[1], training[1])

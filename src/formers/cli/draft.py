@@ -29,7 +29,8 @@ def add_heads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heads", metavar="FILE",
         help="blockwise-decoding proposal heads from 'formers heads': several tokens checked "
-        "per pass (greedy only; the output is unchanged)",
+        "per pass (greedy only; the output is unchanged; faster or not depending on the model, "
+        "see the README)",
     )  # fmt: skip
 
 
