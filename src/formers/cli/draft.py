@@ -2,8 +2,8 @@
 speculative greedy decoding (:mod:`formers.decoding.speculative`) with a smaller checkpoint
 trained on the same data; and ``--heads FILE`` of both: blockwise parallel decoding
 (:mod:`formers.decoding.blockwise` and :mod:`formers.decoding.blockwise_seq2seq`) with proposal
-heads from ``formers heads``. The
-output is the model's own greedy output; only the speed changes."""
+heads from ``formers heads``. The output is the model's own greedy output; only the speed
+changes."""
 
 from __future__ import annotations
 

@@ -7,6 +7,16 @@ import os
 from typing import Any
 
 
+def checkpoint_family(checkpoint: str | os.PathLike) -> tuple[dict[str, Any], Any]:
+    """The checkpoint's ``config.json`` and the family (:mod:`formers.models.registry`) of the
+    model it describes; no weights are read."""
+    from formers.models.registry import get_family
+    from formers.training.checkpoint_io import read_config, require_directory
+
+    config: dict[str, Any] = read_config(require_directory(checkpoint))
+    return config, get_family(config.get("architecture", "transformer"))
+
+
 def require_architecture(
     checkpoint: str | os.PathLike, wanted: str, command: str
 ) -> dict[str, Any]:
@@ -22,11 +32,9 @@ def require_architecture(
         ValueError: the checkpoint holds another kind; the message names it and the command to
             use instead. (A missing or broken checkpoint raises ``CheckpointError``.)
     """
-    from formers.models.registry import KINDS, get_family
-    from formers.training.checkpoint_io import read_config, require_directory
+    from formers.models.registry import KINDS
 
-    config: dict[str, Any] = read_config(require_directory(checkpoint))
-    found = get_family(config.get("architecture", "transformer"))
+    config, found = checkpoint_family(checkpoint)
     if found.kind != wanted:
         raise ValueError(
             f"{checkpoint} holds {found.what} ({found.name!r}); {command} needs "

@@ -65,11 +65,9 @@ def _check(args: argparse.Namespace) -> Path:
 
 def _kind(args: argparse.Namespace) -> str:
     """The checkpoint's kind, after checking that the data options fit it."""
-    from formers.models.registry import get_family
-    from formers.training.checkpoint_io import read_config, require_directory
+    from formers.cli.families import checkpoint_family
 
-    config = read_config(require_directory(args.checkpoint))
-    family = get_family(config.get("architecture", "transformer"))
+    _, family = checkpoint_family(args.checkpoint)
     if family.kind == "decoder-only":
         if args.text is None or args.source or args.target or args.sentences:
             raise ValueError(

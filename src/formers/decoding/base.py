@@ -149,6 +149,14 @@ def ban_repeated_ngrams(lprobs: Tensor, history: Tensor, n: int) -> Tensor:
     return lprobs.masked_fill_(hits > 0, -torch.inf)
 
 
+def pad_ids(rows: list[list[int]], pad_id: int, device: torch.device | None = None) -> Tensor:
+    """Right-pad token id lists (at least one) into a ``(b, max length)`` long tensor."""
+    out = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
+    for i, ids in enumerate(rows):
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out.to(device)
+
+
 def pad_outputs(sequences: list[Tensor], pad_id: int) -> tuple[Tensor, Tensor]:
     """Right-pad 1-D sequences into ``(b, L)``; also return their lengths."""
     lengths = torch.tensor([s.numel() for s in sequences], dtype=torch.long)

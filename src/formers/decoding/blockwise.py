@@ -43,8 +43,9 @@ from formers.nn.modes import eval_mode
 
 
 class BlockwiseHeads(nn.Module):
-    """``k - 1`` proposal heads for a decoder-only ``model`` (the model is not a submodule:
-    the heads are saved and trained apart from it).
+    """``k - 1`` proposal heads on a model's last hidden states, a language model's or an
+    encoder-decoder's decoder (the model is not a submodule: the heads are saved and trained
+    apart from it).
 
     Args:
         d_model: the model's width.
@@ -110,17 +111,15 @@ def propose(heads: BlockwiseHeads, generator: nn.Module, hidden: Tensor) -> Tens
 def frozen(model: nn.Module) -> Iterator[None]:
     """``model`` in eval mode with no gradient for its parameters (the heads' gradient flows
     through its output projection without computing one for its weight), restored afterwards."""
-    was = model.training
     wanted = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    try:
-        for p, _ in wanted:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in wanted:
-            p.requires_grad_(flag)
-        model.train(was)
+    with eval_mode(model):
+        try:
+            for p, _ in wanted:
+                p.requires_grad_(False)
+            yield
+        finally:
+            for p, flag in wanted:
+                p.requires_grad_(flag)
 
 
 def require_hidden_states(model: nn.Module, what: str) -> None:

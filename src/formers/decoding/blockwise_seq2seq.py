@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from formers.decoding.base import DecodeOutput, check_lengths, max_lengths
+from formers.decoding.base import DecodeOutput, check_lengths, max_lengths, pad_ids
 from formers.decoding.blockwise import BlockwiseHeads, propose, train_heads
 from formers.decoding.sequential import greedy_search
 from formers.decoding.speculative import SpeculationStats, greedy_pick, truncate
@@ -41,13 +41,6 @@ from formers.nn.modes import eval_mode
 # together; above, two calls (the guesses of the last kept token only): a projection call reads
 # the whole weight, which costs about as much as a few rows of products on a CPU
 FUSED_ROWS = 32
-
-
-def _padded(rows: list[list[int]], pad_id: int, device: torch.device) -> Tensor:
-    out = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
-    for i, ids in enumerate(rows):
-        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out.to(device)
 
 
 @torch.no_grad()
@@ -67,20 +60,16 @@ def greedy_targets(
     device = next(model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # batches of like length
     found: list[list[int]] = [[] for _ in sources]  # an empty source keeps an empty target
-    was = model.training
-    model.eval()
-    try:
-        with tqdm(total=len(order), unit="sent", disable=not progress, desc="distil") as bar:
-            for start in range(0, len(order), batch_size):
-                chunk = [i for i in order[start : start + batch_size] if sources[i]]
-                if chunk:
-                    src = _padded([sources[i] for i in chunk], model.pad_id, device)
-                    out = greedy_search(model, src, **limits)
-                    for i, row, n in zip(chunk, out.tokens, out.lengths.tolist(), strict=True):
-                        found[i] = [t for t in row[:n].tolist() if t != model.eos_id]
-                bar.update(min(batch_size, len(order) - start))
-    finally:
-        model.train(was)
+    bar = tqdm(total=len(order), unit="sent", disable=not progress, desc="distil")
+    with eval_mode(model), bar:
+        for start in range(0, len(order), batch_size):
+            chunk = [i for i in order[start : start + batch_size] if sources[i]]
+            if chunk:
+                src = pad_ids([sources[i] for i in chunk], model.pad_id, device)
+                out = greedy_search(model, src, **limits)
+                for i, row, n in zip(chunk, out.tokens, out.lengths.tolist(), strict=True):
+                    found[i] = [t for t in row[:n].tolist() if t != model.eos_id]
+            bar.update(min(batch_size, len(order) - start))
     return found
 
 
@@ -113,8 +102,8 @@ def fit_translation_heads(
     def loss() -> Tensor:
         chosen = [pairs[i] for i in torch.randint(0, len(pairs), (batch_size,),
                                                   generator=generator).tolist()]  # fmt: skip
-        src = _padded([sources[i] for i in chosen], pad, device)  # (b, s)
-        tgt = _padded([[bos, *targets[i], eos] for i in chosen], pad, device)  # (b, t + 1)
+        src = pad_ids([sources[i] for i in chosen], pad, device)  # (b, s)
+        tgt = pad_ids([[bos, *targets[i], eos] for i in chosen], pad, device)  # (b, t + 1)
         with torch.no_grad():
             mask = model.source_mask(src)
             hidden = model.decode_hidden(tgt[:, :-1], model.encode(src, mask), mask)  # (b, t, d)
@@ -148,12 +137,12 @@ def blockwise_greedy(
 
         pick = greedy_pick(model, limits, min_len)
         n = src.size(0)
-        seq = torch.full((n, int(limits.max()) + heads.k), model.pad_id, device=src.device)
         bos = torch.full((n, 1), model.bos_id, device=src.device)
         hidden = model.decode_hidden(bos, state.memory, state.memory_mask, cache=state.cache)
         state.memory = None  # projected into the cross-attention caches
         if n == 1:  # the lean loop: Python numbers, a truncated cache, no padding
             return _one_row(model, heads, state, int(limits[0]), pick, hidden[:, -1])
+        seq = torch.full((n, int(limits.max()) + heads.k), model.pad_id, device=src.device)
         return _loop(model, heads, state, seq, limits, pick, hidden[:, -1])
 
 
@@ -280,7 +269,7 @@ def _one_row(model, heads, state, limit, pick, hidden) -> tuple[DecodeOutput, Sp
         stats.tokens += count
         stats.target_passes += 1
         stats.drafted += m - 1
-        if count < accepted or new[count - 1] == eos or len(out) >= limit:
+        if eos in new or len(out) >= limit:  # an accepted EOS ends it (count stops there)
             break
         truncate(state.cache, 1 + len(out))  # BOS and the kept tokens
         first, first_lp = choice[accepted - 1 : accepted], chosen_lp[accepted - 1 : accepted]

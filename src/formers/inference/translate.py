@@ -30,6 +30,7 @@ from formers.decoding import (
     length_penalty,
     max_lengths,
 )
+from formers.decoding.base import pad_ids
 from formers.decoding.blockwise_seq2seq import blockwise_greedy
 from formers.decoding.options import check_option, option_label
 from formers.decoding.speculative import speculative_greedy
@@ -156,14 +157,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _pad(sources: list[list[int]], pad_id: int, device: torch.device) -> Tensor:
-    width = max(len(s) for s in sources)
-    src = torch.full((len(sources), width), pad_id, dtype=torch.long)  # (b, s)
-    for row, ids in enumerate(sources):
-        src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return src.to(device)
-
-
 def _to_translation(
     model: nn.Module, tokenizer: TextTokenizer, tokens: Tensor, score: float, limit: int
 ) -> Translation:
@@ -237,6 +230,11 @@ def translate(
     )  # fmt: skip
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not one string")
+    for name, given in (("a draft model", draft), ("blockwise heads", heads)):
+        if given is not None and beam != 1:
+            raise ValueError(f"{name} decodes greedily (beam 1), not with a beam of {beam}")
+    if draft is not None and heads is not None:
+        raise ValueError("give a draft model or blockwise heads, not both")
     if not sentences:
         return []
     sources = [list(tokenizer.encode(text)) for text in sentences]
@@ -265,7 +263,7 @@ def translate(
         lengths = [len(sources[i]) for i in todo]
         for batch in length_batches(lengths, max_tokens, max_sentences):
             indices = [todo[j] for j in batch]
-            src = _pad([sources[i] for i in indices], model.pad_id, run_device)
+            src = pad_ids([sources[i] for i in indices], model.pad_id, run_device)  # (b, s)
             found = _search(
                 model, src, beam=beam, lp=lp, nbest=nbest, draft=draft, k=draft_k, heads=heads,
                 **limits,
@@ -291,12 +289,8 @@ def _search(
     heads: nn.Module | None = None,
     **limits: Any,
 ) -> list[list[tuple[Tensor, float]]]:
-    """``(tokens ending with EOS, score)`` of the ``nbest`` best outputs per source, best first."""
-    for name, given in (("a draft model", draft), ("blockwise heads", heads)):
-        if given is not None and beam != 1:
-            raise ValueError(f"{name} decodes greedily (beam 1), not with a beam of {beam}")
-    if draft is not None and heads is not None:
-        raise ValueError("give a draft model or blockwise heads, not both")
+    """``(tokens ending with EOS, score)`` of the ``nbest`` best outputs per source, best first
+    (a draft or heads only with ``beam == 1``: :func:`translate` checks)."""
     if beam == 1:  # greedy finds what a beam of 1 finds, without the beam bookkeeping
         if draft is not None:
             out, _ = speculative_greedy(model, draft, src, k=k, **limits)

@@ -174,13 +174,10 @@ class EncoderDecoder(nn.Module):
         """
         offset = 0 if cache is None else cache.length
         keys, queries, key_positions = padded_self_attention(mask, cache, tgt.size(1), tgt.device)
-        if queries is None:  # nothing padded: positions are the slots
-            embedded = self.tgt_embed(tgt, offset)
-            return self.decoder(embedded, memory, memory_mask=memory_mask, cache=cache)
+        positions = None if queries is None else Positions(queries, key_positions)
         return self.decoder(
             self.tgt_embed(tgt, offset, queries), memory, memory_mask=memory_mask,
-            self_mask=AttentionMask(keys=keys, causal=True), cache=cache,
-            positions=Positions(queries, key_positions),
+            self_mask=AttentionMask(keys=keys, causal=True), cache=cache, positions=positions,
         )  # fmt: skip
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
