@@ -2,8 +2,13 @@
 same weights as ``runtimes.py`` (the base-sized Marian-shaped model, 1 thread, every sentence
 ``N - 1`` tokens then EOS), greedily, interleaved; outputs are compared with ``formers``:
 
-- ``formers``: ``greedy_search`` with the column-major layout ``formers translate`` uses;
-- ``standard-layout``: ``nn.Linear``'s own row-major weights;
+- ``formers``: ``greedy_search`` with the column-major layout and the GEMM backend ``formers
+  translate`` uses (:func:`formers.inference.layout.use_inference_layout`; NumPy's OpenBLAS on
+  an AMD CPU, :mod:`formers.inference.gemm`);
+- ``mkl-column-major``: the same layout, multiplied by PyTorch (MKL; ``FORMERS_GEMM=torch``);
+- ``standard-layout``: ``nn.Linear``'s own row-major weights, multiplied by PyTorch;
+- ``fused-qkv``: ``formers`` with each self-attention's query, key and value projections made
+  one product of a ``(d, 3d)`` weight (a copy, made once);
 - ``onednn-packed``: every ``nn.Linear`` through PyTorch's oneDNN linear with weights packed once
   (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, what Inductor's freezing
   uses on a CPU);
@@ -17,7 +22,8 @@ Beam search (4) is measured for the layouts only (the static-cache step is greed
 
 ``products_alone``: the bound under all of them. A forward hook records every ``nn.Linear`` call
 of one ``formers`` decode (its weight and input shape); the same products are then replayed alone
-(random inputs of those shapes, the same weights and layout) and timed. A decoder that removed
+(random inputs of those shapes, the same weights and layout) and timed, with PyTorch's product
+(``products_alone``) and with NumPy's (``products_alone_numpy``). A decoder that removed
 all the time outside the products would take that long; it bounds the tokens/s any attempt of
 this kind can reach, and is set beside 1.5x Hugging Face's tokens/s from a ``runtimes.py`` JSON
 (``--runtimes-json``), the issue's target.
@@ -39,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from common import (
@@ -56,9 +63,13 @@ from torch import Tensor, nn
 from formers.decoding import beam_search, greedy_search
 from formers.decoding.base import constrain
 from formers.export.onnx_graphs import EncoderGraph
+from formers.inference.gemm import cpu_vendor, gemm_backend, numpy_blas_name
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 
-ATTEMPTS = ("formers", "standard-layout", "onednn-packed", "static-cache", "static-cache-compiled")
+ATTEMPTS = (
+    "formers", "mkl-column-major", "standard-layout", "onednn-packed", "fused-qkv",
+    "static-cache", "static-cache-compiled",
+)  # fmt: skip
 
 
 class PackedLinear(nn.Linear):
@@ -84,6 +95,53 @@ def pack_linears(model: nn.Module, rows: int) -> nn.Module:
         for name, child in list(module.named_children()):
             if type(child) is nn.Linear:
                 setattr(module, name, PackedLinear.of(child, rows))
+    return model
+
+
+class FusedQKV(nn.Module):
+    """Stands in for a self-attention's ``q_proj``: one NumPy product for its queries, keys and
+    values. ``k_proj`` and ``v_proj`` become :class:`Handed` modules that return the keys and
+    values of the same input (the attention calls them right after, on that tensor)."""
+
+    def __init__(self, attn: nn.Module) -> None:
+        super().__init__()
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        fused = torch.cat([p.weight.detach() for p in projections])  # (3d, d)
+        self.weight_t = fused.t().contiguous()  # (d, 3d), NumPy's fastest operand
+        self.bias = torch.cat([p.bias.detach() for p in projections])
+        self.input: Tensor | None = None
+        self.k = self.v = None
+        attn.q_proj, attn.k_proj, attn.v_proj = self, Handed(self, "k"), Handed(self, "v")
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = x.reshape(-1, x.size(-1)).contiguous()  # (N, d)
+        qkv = torch.from_numpy(np.matmul(rows.numpy(), self.weight_t.numpy()))  # (N, 3d)
+        qkv += self.bias
+        q, self.k, self.v = (t.view(*x.shape[:-1], -1) for t in qkv.chunk(3, dim=-1))
+        self.input = x
+        return q
+
+
+class Handed(nn.Module):
+    """The keys or values :class:`FusedQKV` computed for the same input."""
+
+    def __init__(self, fused: FusedQKV, which: str) -> None:
+        super().__init__()
+        self.fused, self.which = [fused], which  # a list: not a submodule (no cycle)
+
+    def forward(self, x: Tensor) -> Tensor:
+        fused = self.fused[0]
+        assert x is fused.input, "called on the input its q_proj saw"
+        return getattr(fused, self.which)
+
+
+def fuse_self_attention(model: nn.Module) -> nn.Module:
+    """Give every self-attention of ``model`` a :class:`FusedQKV`, in place."""
+    from formers.nn.attention import MultiHeadAttention
+
+    for module in list(model.modules()):
+        if isinstance(module, MultiHeadAttention) and not module.cross:
+            FusedQKV(module)
     return model
 
 
@@ -168,15 +226,21 @@ def recorded_products(model: nn.Module, decode: Callable[[], Any]) -> list[tuple
     return calls
 
 
-def replay_seconds(calls: list[tuple[Tensor, Any, int]], rounds: int) -> float:
-    """Median seconds of the recorded products alone (inputs made beforehand)."""
+def _numpy_linear(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    out = torch.from_numpy(np.matmul(x.numpy(), w.detach().T.numpy()))  # NumpyLinear's product
+    return out if bias is None else out.add_(bias)
+
+
+def replay_seconds(calls: list[tuple[Tensor, Any, int]], rounds: int, product: Callable) -> float:
+    """Median seconds of the recorded products alone (inputs made beforehand), each multiplied
+    by ``product(x, weight, bias)``."""
     inputs = [torch.randn(rows, w.size(1)) for w, _, rows in calls]
     times = []
     with torch.inference_mode():
         for _ in range(rounds + 1):
             start = time.perf_counter()
             for (w, bias, _), x in zip(calls, inputs, strict=True):
-                F.linear(x, w, bias)
+                product(x, w, bias)
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
@@ -216,6 +280,8 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.M
 
     base = load_hf(marian_model(args)).eval()
     ours = use_inference_layout(copy.deepcopy(base))
+    mkl = use_inference_layout(copy.deepcopy(base), "torch")
+    fused = fuse_self_attention(use_inference_layout(copy.deepcopy(base), "numpy"))
     packed = pack_linears(copy.deepcopy(base), args.batch_size)
     n = args.new_tokens
     step = StaticStep(base).eval()
@@ -240,8 +306,9 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.M
         return decode
 
     attempts = {
-        "formers": searched(ours), "standard-layout": searched(base),
-        "onednn-packed": searched(packed), "static-cache": static(step),
+        "formers": searched(ours), "mkl-column-major": searched(mkl),
+        "standard-layout": searched(base), "onednn-packed": searched(packed),
+        "fused-qkv": searched(fused), "static-cache": static(step),
         "static-cache-compiled": static(compiled),
     }  # fmt: skip
     return {k: v for k, v in attempts.items() if k == "formers" or k in args.attempts}, ours
@@ -295,8 +362,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             calls = recorded_products(
                 ours, lambda b=batches, m=beam: [attempts["formers"](s, m) for s in b]
             )  # fmt: skip
-            alone = replay_seconds(calls, args.rounds)
+            alone = replay_seconds(calls, args.rounds, F.linear)
             bound = {"tokens_per_s": tokens / alone, "products": len(calls)}
+            alone = replay_seconds(calls, args.rounds, _numpy_linear)
+            rows["products_alone_numpy"] = {"tokens_per_s": tokens / alone, "products": len(calls)}
             hf = reference.get(key, {}).get("transformers", {}).get("tokens_per_s")
             ct2 = reference.get(key, {}).get("ct2", {}).get("tokens_per_s")
             if hf:
@@ -313,6 +382,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **result_header("decode_attempts", argv, torch.device("cpu")),
         "torch": torch.__version__,
         "threads": args.threads,
+        "gemm": {"formers": gemm_backend(ours), "cpu_vendor": cpu_vendor(),
+                 "numpy_blas": numpy_blas_name()},  # fmt: skip
         "load_average_1_5_min_before": load_before,
         "model": {"size": args.size, **SIZES[args.size], "vocab_size": args.vocab},
         "data": {

@@ -5,7 +5,9 @@ The model is a base-sized Marian-shaped Transformer (d_model 512, 6 + 6 layers, 
 with peaked output distributions, from ``hf_decoding.marian_model``), imported into formers with
 ``load_hf``. The same weights are decoded by:
 
-- ``formers``: fp32, the CPU weight layout ``formers translate`` uses;
+- ``formers``: fp32, the CPU weight layout and GEMM backend ``formers translate`` uses
+  (:func:`formers.inference.layout.use_inference_layout`; on an AMD CPU, NumPy's OpenBLAS);
+- ``formers-mkl``: the same with PyTorch's own product (MKL; ``FORMERS_GEMM=torch``);
 - ``formers-int8``: :func:`formers.inference.int8.quantize_int8` (PyTorch dynamic quantization);
 - ``transformers``: Hugging Face ``generate``;
 - ``ct2`` / ``ct2-int8``: CTranslate2 ``Translator`` on formers' own export
@@ -38,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import tempfile
 import time
@@ -60,8 +63,10 @@ from hf_decoding import SIZES, marian_model
 
 from formers.decoding import beam_search, greedy_search
 
-RUNTIMES = ("formers", "formers-int8", "transformers", "ct2", "ct2-int8", "onnxruntime")
-FP32 = ("formers", "transformers", "ct2", "onnxruntime")
+RUNTIMES = (
+    "formers", "formers-mkl", "formers-int8", "transformers", "ct2", "ct2-int8", "onnxruntime",
+)  # fmt: skip
+FP32 = ("formers", "formers-mkl", "transformers", "ct2", "onnxruntime")
 
 
 class Pieces:
@@ -83,11 +88,13 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
     from formers.export.ct2 import export_ct2
     from formers.export.onnx import OnnxTranslator, export_onnx
     from formers.inference.int8 import quantize_int8
+    from formers.inference.layout import use_inference_layout
 
     n, pad = args.new_tokens, hf.config.pad_token_id
     vocab = Pieces(args.vocab)
     cuda = args.device == "cuda"
     int8 = None if cuda else quantize_int8(ours)  # PyTorch's dynamic int8 is a CPU feature
+    mkl = None if cuda else use_inference_layout(copy.deepcopy(ours), "torch")  # a CPU choice
     export_ct2(ours, vocab, "transformer", work / "ct2")  # from the CPU weights, before moving
     export_ct2(ours, vocab, "transformer", work / "ct2-int8", quantization="int8")
     (work / "onnx").mkdir()
@@ -107,7 +114,7 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
     def formers(model):
         def decode(src, beam):
             if model is None:
-                return None  # int8 on a GPU: not offered
+                return None  # int8 and the CPU's GEMM choice on a GPU: not offered
             common = dict(max_len_a=0.0, max_len_b=n, min_len=n - 1)
             if beam == 1:
                 return greedy_search(model, src, **common).tokens[:, : n - 1]
@@ -146,7 +153,8 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
         return torch.tensor(onnx.greedy(src.numpy(), n, min_len=n - 1))
 
     return {
-        "formers": formers(ours), "formers-int8": formers(int8), "transformers": transformers,
+        "formers": formers(ours), "formers-mkl": formers(mkl), "formers-int8": formers(int8),
+        "transformers": transformers,
         "ct2": ct2("ct2"), "ct2-int8": ct2("ct2-int8"), "onnxruntime": onnxruntime,
     }  # fmt: skip
 
@@ -262,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import onnxruntime
     import transformers
 
+    from formers.inference import gemm
     from formers.inference.layout import use_inference_layout
     from formers.models.transformer.convert import load_hf
 
@@ -301,6 +310,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "python": platform.python_version(),
         },  # fmt: skip
         "threads": args.threads,
+        "gemm": {
+            "formers": gemm.gemm_backend(ours),
+            "cpu_vendor": gemm.cpu_vendor(),
+            "numpy_blas": gemm.numpy_blas_name(),
+        },  # fmt: skip
         "load_average_1_5_15_min": {"before": load_before, "after": load_after},
         "model": {
             "kind": "MarianMTModel (random seeded weights), imported with load_hf",

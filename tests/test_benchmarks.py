@@ -171,6 +171,8 @@ def test_runtimes_writes_json(tmp_path):
         rows = result["results"][mode]
         assert rows["formers"]["tokens_per_s"] > 0 and rows["ct2-int8"]["tokens_per_s"] > 0
         assert rows["ct2"]["identical_to_formers"] and rows["transformers"]["identical_to_formers"]
+        assert rows["formers-mkl"]["identical_to_formers"]
+    assert result["gemm"]["formers"] in ("torch", "numpy", "mixed")
     assert result["results"]["greedy_batch4"]["onnxruntime"]["identical_to_formers"]
     assert result["results"]["beam_batch4"]["onnxruntime"] == {"supported": False}
 
@@ -181,16 +183,19 @@ def test_decode_attempts_writes_json(tmp_path):
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "decode_attempts.py"), "--size", "tiny",
         "--rounds", "1", "--batch-size", "4", "--batch-one", "2", "--new-tokens", "6",
-        "--vocab", "100", "--attempts", "standard-layout", "onednn-packed", "static-cache",
-        "--out", str(out),
+        "--vocab", "100", "--attempts", "mkl-column-major", "standard-layout", "onednn-packed",
+        "fused-qkv", "static-cache", "--out", str(out),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     result = json.loads(out.read_text())
     for mode in ("greedy_batch4", "greedy_batch1", "beam_batch4", "beam_batch1"):
         rows = result["results"][mode]
-        assert set(rows) == {"formers", "standard-layout", "onednn-packed", "static-cache",
-                             "products_alone"}  # fmt: skip
+        assert set(rows) == {"formers", "mkl-column-major", "standard-layout", "onednn-packed",
+                             "fused-qkv", "static-cache", "products_alone",
+                             "products_alone_numpy"}  # fmt: skip
         assert rows["products_alone"]["tokens_per_s"] > rows["formers"]["tokens_per_s"] > 0
-        assert rows["onednn-packed"]["identical_to_formers"]
+        assert rows["products_alone_numpy"]["tokens_per_s"] > 0
+        for name in ("onednn-packed", "mkl-column-major", "fused-qkv"):
+            assert rows[name]["identical_to_formers"], name
     assert result["results"]["greedy_batch4"]["static-cache"]["identical_to_formers"]
     assert result["results"]["beam_batch4"]["static-cache"] == {"supported": False}

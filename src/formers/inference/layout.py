@@ -12,6 +12,9 @@ weights (an embedding shared with the output projection) are converted once and 
 model computes the same function; outputs agree to float rounding (a different summation order
 inside MKL), and the tests check greedy and beam outputs are identical.
 
+It also picks the library that multiplies (:func:`formers.inference.gemm.use_gemm`): on AMD CPUs,
+where MKL is slow, NumPy's OpenBLAS at one thread; OpenBLAS is faster with this layout too.
+
 Saving works as before (safetensors writes contiguous copies), loading into such a model keeps its
 layout, and :func:`use_standard_layout` converts back. Code that calls ``weight.view(...)`` on a
 converted weight fails (it is not contiguous); nothing in formers does.
@@ -41,22 +44,29 @@ def _store(weights: list[nn.Parameter], *, column_major: bool) -> None:
         weight.data = weight.data.t().contiguous().t() if column_major else weight.data.contiguous()
 
 
-def use_inference_layout(model: nn.Module) -> nn.Module:
-    """Store ``model``'s ``nn.Linear`` weights column-major, in place; returns ``model``.
+def use_inference_layout(model: nn.Module, gemm: str | None = None) -> nn.Module:
+    """Store ``model``'s ``nn.Linear`` weights column-major, in place, and give them the GEMM
+    backend ``gemm`` (:func:`~formers.inference.gemm.use_gemm`; default ``$FORMERS_GEMM`` or
+    ``"auto"``); returns ``model``.
 
     Worth it for decoding on a CPU (faster greedy and beam search: ``benchmarks/hf_decoding.py``).
-    Weights on other devices (CUDA) are left as they are: the measurement is for MKL only.
+    Weights on other devices (CUDA) are left as they are: the measurement is for CPUs only.
     Idempotent.
     """
+    from formers.inference.gemm import use_gemm
+
     weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
     _store(weights, column_major=True)
-    return model
+    return use_gemm(model, gemm)
 
 
 def use_standard_layout(model: nn.Module) -> nn.Module:
-    """Undo :func:`use_inference_layout`: every ``nn.Linear`` weight contiguous again."""
+    """Undo :func:`use_inference_layout`: every ``nn.Linear`` weight contiguous again, multiplied
+    by PyTorch."""
+    from formers.inference.gemm import use_gemm
+
     _store([w for w in _linear_weights(model) if not w.is_contiguous()], column_major=False)
-    return model
+    return use_gemm(model, "torch")
 
 
 @contextmanager

@@ -1,0 +1,180 @@
+"""Which library multiplies a decoding model's ``nn.Linear`` products on a CPU.
+
+PyTorch's CPU wheels do their float32 products in Intel MKL, which is fast on Intel CPUs and much
+slower on AMD ones. On one core of the 2-core AMD EPYC we measure (AVX2), NumPy's OpenBLAS (the
+BLAS its PyPI wheels ship) multiplies the products of a decoding step 1.2-1.9x faster than MKL for
+1 to 64 rows, and at least as fast up to 2,048 (``benchmarks/decode_attempts.py``). That holds
+for weights of 512 x 512 and more, read from memory as a decoding step reads them; below that,
+NumPy's call costs more than it saves (``(128, 512)``: 0.7-1.2x; ``(128, 128)``: 0.7x).
+CTranslate2 makes the same choice: it uses MKL only on ``GenuineIntel`` CPUs.
+
+:class:`NumpyLinear` is an ``nn.Linear`` (same parameters, names and state dict) whose product
+runs in NumPy when nothing can need its gradient. :func:`use_gemm` gives a model's linear layers
+the backend asked for, in place:
+
+- ``"torch"``: PyTorch's own product (``F.linear``);
+- ``"numpy"``: NumPy's BLAS, for the layers of at least :data:`NUMPY_MIN_WEIGHTS` weights (the
+  others keep PyTorch's product);
+- ``"auto"`` (the default, or the ``FORMERS_GEMM`` environment variable): ``"numpy"`` on an
+  ``AuthenticAMD`` CPU whose NumPy uses OpenBLAS, else ``"torch"``. Only those CPUs were measured.
+
+Deviations, each measured or required:
+
+- The NumPy product runs only when PyTorch uses one thread. With more, OpenBLAS's thread pool and
+  PyTorch's (OpenMP) spin against each other: 2 + 2 threads decoded 4-5x slower than MKL alone on
+  the 2-core EPYC. :func:`use_gemm` therefore sets NumPy's OpenBLAS to one thread too
+  (``threadpoolctl``), for the whole process.
+- With gradients enabled, a tensor off the CPU or of a subclass, mixed dtypes, or while
+  ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``: NumPy is
+  invisible to autograd and to graph capture. Training a converted model therefore works, at
+  PyTorch's speed.
+- The two libraries sum in different orders, so outputs agree to float rounding, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+BACKENDS = ("auto", "torch", "numpy")
+ENV = "FORMERS_GEMM"
+# smaller weights stay with PyTorch: NumPy's call costs more and OpenBLAS's gain is gone there
+NUMPY_MIN_WEIGHTS = 512 * 512
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+
+class NumpyLinear(nn.Linear):
+    """``nn.Linear`` whose product runs in NumPy's BLAS at inference on one CPU thread (see the
+    module docstring for when it falls back to ``F.linear``). Made by :func:`use_gemm`, which
+    swaps the class of existing ``nn.Linear`` modules; not built directly."""
+
+    _views: tuple[int, np.ndarray, np.ndarray | None] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
+        if not _numpy_may_run(x, self.weight):
+            return F.linear(x, self.weight, self.bias)
+        weight_t, bias = self._numpy_views()
+        rows = x.detach().reshape(-1, self.in_features)  # (N, in)
+        if not rows.is_contiguous():
+            rows = rows.contiguous()
+        out = np.matmul(rows.numpy(), weight_t)  # (N, out)
+        if bias is not None:
+            np.add(out, bias, out=out)
+        return torch.from_numpy(out).view(*x.shape[:-1], self.out_features)
+
+    def _numpy_views(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """NumPy views of the weight's transpose ``(in, out)`` and of the bias (no copies), made
+        again when the weight's storage changes (``weight.data = ...``); in-place changes show
+        through the views."""
+        ptr = self.weight.data_ptr()
+        if self._views is None or self._views[0] != ptr:
+            bias = None if self.bias is None else self.bias.detach().numpy()
+            self._views = (ptr, self.weight.detach().T.numpy(), bias)
+        return self._views[1], self._views[2]
+
+
+def _numpy_may_run(x: Tensor, weight: Tensor) -> bool:
+    return (
+        not torch.is_grad_enabled()
+        and type(x) is Tensor  # not a subclass: fake, functional or distributed tensors
+        and x.dtype is weight.dtype
+        and x.dtype in _NUMPY_DTYPES
+        and x.is_cpu
+        and weight.is_cpu
+        and torch.get_num_threads() == 1
+        and not torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+        and not torch.jit.is_tracing()
+    )
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``) from ``cpuinfo``, or ``None``
+    where that file is missing or says nothing (other systems, other architectures)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("vendor_id"):
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
+def _numpy_blas() -> list:
+    """threadpoolctl's controllers of the BLAS libraries NumPy loaded (their path is under the
+    NumPy install), e.g. ``numpy.libs/libscipy_openblas64_*.so`` for a PyPI wheel."""
+    from threadpoolctl import ThreadpoolController
+
+    roots = (str(Path(np.__file__).parent), str(Path(np.__file__).parent) + ".libs")
+    controller = ThreadpoolController().select(user_api="blas")
+    return [lib for lib in controller.lib_controllers if lib.filepath.startswith(roots)]
+
+
+@cache
+def numpy_blas_name() -> str | None:
+    """The BLAS NumPy multiplies with (``openblas``, ``mkl``, ...), or ``None`` if unknown."""
+    libs = _numpy_blas()
+    return libs[0].internal_api if libs else None
+
+
+def auto_backend() -> str:
+    """``"numpy"`` on an AMD CPU whose NumPy uses OpenBLAS, else ``"torch"`` (module docstring)."""
+    if cpu_vendor() == "AuthenticAMD" and numpy_blas_name() == "openblas":
+        return "numpy"
+    return "torch"
+
+
+def resolve_backend(backend: str | None = None) -> str:
+    """``backend``, else ``$FORMERS_GEMM``, else ``"auto"``, with ``"auto"`` resolved.
+
+    Raises:
+        ValueError: not one of :data:`BACKENDS` (names where the value came from).
+    """
+    source = "backend" if backend is not None else ENV
+    name = backend if backend is not None else os.environ.get(ENV, "auto")
+    if name not in BACKENDS:
+        raise ValueError(f"{source}={name!r} is not a GEMM backend; choose one of {list(BACKENDS)}")
+    return auto_backend() if name == "auto" else name
+
+
+def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
+    """Give the CPU ``nn.Linear`` layers of ``model`` the product ``backend`` names (module
+    docstring), in place; returns ``model``. Parameters, names and the state dict are unchanged.
+
+    Raises:
+        ValueError: an unknown backend.
+    """
+    use_numpy = resolve_backend(backend) == "numpy"
+    swapped = False
+    for module in model.modules():
+        if use_numpy and type(module) is nn.Linear and _numpy_pays(module):
+            module.__class__ = NumpyLinear
+            swapped = True
+        elif not use_numpy and type(module) is NumpyLinear:
+            module.__class__ = nn.Linear
+    if use_numpy and swapped:
+        _one_blas_thread()
+    return model
+
+
+def _numpy_pays(linear: nn.Linear) -> bool:
+    return linear.weight.is_cpu and linear.weight.numel() >= NUMPY_MIN_WEIGHTS
+
+
+def gemm_backend(model: nn.Module) -> str:
+    """``"numpy"``, ``"torch"`` or ``"mixed"``: what ``model``'s linear layers multiply with."""
+    kinds = {type(m) is NumpyLinear for m in model.modules() if isinstance(m, nn.Linear)}
+    return "mixed" if len(kinds) > 1 else ("numpy" if kinds == {True} else "torch")
+
+
+def _one_blas_thread() -> None:
+    """NumPy's BLAS on one thread: it only runs while PyTorch uses one (module docstring)."""
+    for lib in _numpy_blas():
+        lib.set_num_threads(1)
