@@ -382,8 +382,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **result_header("decode_attempts", argv, torch.device("cpu")),
         "torch": torch.__version__,
         "threads": args.threads,
-        "gemm": {"formers": gemm_backend(ours), "cpu_vendor": cpu_vendor(),
-                 "numpy_blas": numpy_blas_name()},  # fmt: skip
+        "gemm": {
+            "formers": gemm_backend(ours),
+            "cpu_vendor": cpu_vendor(),
+            "numpy_blas": numpy_blas_name(),
+        },  # fmt: skip
         "load_average_1_5_min_before": load_before,
         "model": {"size": args.size, **SIZES[args.size], "vocab_size": args.vocab},
         "data": {

@@ -199,3 +199,16 @@ def test_decode_attempts_writes_json(tmp_path):
             assert rows[name]["identical_to_formers"], name
     assert result["results"]["greedy_batch4"]["static-cache"]["identical_to_formers"]
     assert result["results"]["beam_batch4"]["static-cache"] == {"supported": False}
+
+
+def test_gemm_shapes_writes_json(tmp_path):
+    out = tmp_path / "result.json"
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "gemm_shapes.py"), "--megabytes", "0.5",
+        "--rounds", "1", "--out", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["threads"] == 1 and result["device"]["cpu"]
+    assert len(result["rows"]) == 13 * 4
+    assert all(row["torch_us"] > 0 and row["numpy_us"] > 0 for row in result["rows"])

@@ -2,11 +2,12 @@
 
 PyTorch's CPU wheels do their float32 products in Intel MKL, which is fast on Intel CPUs and much
 slower on AMD ones. On one core of the 2-core AMD EPYC we measure (AVX2), NumPy's OpenBLAS (the
-BLAS its PyPI wheels ship) multiplies the products of a decoding step 1.2-1.9x faster than MKL for
-1 to 64 rows, and at least as fast up to 2,048 (``benchmarks/decode_attempts.py``). That holds
-for weights of 512 x 512 and more, read from memory as a decoding step reads them; below that,
-NumPy's call costs more than it saves (``(128, 512)``: 0.7-1.2x; ``(128, 128)``: 0.7x).
-CTranslate2 makes the same choice: it uses MKL only on ``GenuineIntel`` CPUs.
+BLAS its PyPI wheels ship) multiplies a layer of 512 x 512 weights or more, read from memory as
+a decoding step reads it, at 0.88-2.52x MKL's speed (median 1.19x; 1.57x at 4 rows); smaller
+layers lose (0.55-1.13x, median 0.90x), because NumPy's call costs more than OpenBLAS saves
+there (``benchmarks/gemm_shapes.py``). A whole decode of a base-sized model runs 1.14-1.51x
+faster, or as fast at 128 rows (``benchmarks/decode_attempts.py``). CTranslate2 makes the same
+kind of choice: it uses MKL only on ``GenuineIntel`` CPUs.
 
 :class:`NumpyLinear` is an ``nn.Linear`` (same parameters, names and state dict) whose product
 runs in NumPy when nothing can need its gradient. :func:`use_gemm` gives a model's linear layers
@@ -22,8 +23,8 @@ Deviations, each measured or required:
 
 - The NumPy product runs only when PyTorch uses one thread. With more, OpenBLAS's thread pool and
   PyTorch's (OpenMP) spin against each other: 2 + 2 threads decoded 4-5x slower than MKL alone on
-  the 2-core EPYC. :func:`use_gemm` therefore sets NumPy's OpenBLAS to one thread too
-  (``threadpoolctl``), for the whole process.
+  the 2-core EPYC (a one-off measurement). :func:`use_gemm` therefore sets NumPy's OpenBLAS to
+  one thread too (``threadpoolctl``), for the whole process.
 - With gradients enabled, a tensor off the CPU or of a subclass, mixed dtypes, or while
   ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``: NumPy is
   invisible to autograd and to graph capture. Training a converted model therefore works, at
