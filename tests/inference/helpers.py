@@ -58,6 +58,36 @@ def tiny_model(vocab_size: int = len(WORDS) + 4, seed: int = 0, **overrides):
     return build_transformer(tiny_config(vocab_size, **overrides)).eval()
 
 
+def decisive_model(std: float = 0.3):
+    """The tiny Transformer (vocabulary 40, 32 wide) with larger weights: decisive,
+    source-dependent outputs, for comparing two ways of decoding."""
+    model = tiny_model(vocab_size=40, seed=5, d_model=32, d_ff=64, num_heads=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=std)
+    return model
+
+
+def tiny_gpt(std: float | None = None):
+    """A 2-layer GPT (vocabulary 50, 32 wide, context 32), seeded; ``std``: larger weights for
+    decisive next-token choices."""
+    from formers.models.gpt import GPTConfig, build_gpt
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(
+        vocab_size=50, d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.0,
+        attention_dropout=0.0, context_length=32,
+    )  # fmt: skip
+    model = build_gpt(cfg).eval()
+    if std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:
+                    p.normal_(std=std)
+    return model
+
+
 PARALLEL = [
     ("the cat sat on the mat", "die katze sitzt auf der matte"),
     ("a dog runs in the park", "ein hund rennt im park"),

@@ -16,8 +16,7 @@ from formers.inference import gemm
 from formers.inference.gemm import NumpyLinear, gemm_backend, use_gemm
 from formers.inference.generate import generate
 from formers.inference.layout import use_inference_layout, use_standard_layout
-from formers.models.gpt import GPTConfig, build_gpt
-from inference.helpers import tiny_model
+from inference.helpers import decisive_model, tiny_gpt
 
 SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 0]])
 
@@ -115,17 +114,8 @@ def test_it_falls_back_where_numpy_must_not_run(matmuls, case):
     assert matmuls == []
 
 
-def _transformer() -> nn.Module:
-    model = tiny_model(vocab_size=40, seed=5, d_model=32, d_ff=64, num_heads=4)
-    with torch.no_grad():  # larger weights: decisive, source-dependent outputs
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(std=0.3)
-    return model
-
-
 def test_use_gemm_swaps_classes_in_place_and_back():
-    model = _transformer()
+    model = decisive_model()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     params = [id(p) for p in model.parameters()]
     assert gemm_backend(model) == "torch"
@@ -150,7 +140,7 @@ def test_small_layers_keep_pytorch_s_product(monkeypatch):
 
 
 def test_only_cpu_weights_change_backend():
-    model = _transformer()
+    model = decisive_model()
     first = next(m for m in model.modules() if isinstance(m, nn.Linear))
     first.weight = nn.Parameter(torch.empty(first.weight.shape, device="meta"))
     use_gemm(model, "numpy")
@@ -161,7 +151,7 @@ def test_only_cpu_weights_change_backend():
 @torch.inference_mode()
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_greedy_and_beam_search_give_the_same_outputs(matmuls, dtype):
-    ref = _transformer().to(dtype)
+    ref = decisive_model().to(dtype)
     fast = use_inference_layout(copy.deepcopy(ref), "numpy")
     options = dict(max_len_a=1.0, max_len_b=6)
     a, b = greedy_search(ref, SRC, **options), greedy_search(fast, SRC, **options)
@@ -177,16 +167,7 @@ def test_greedy_and_beam_search_give_the_same_outputs(matmuls, dtype):
 
 @torch.inference_mode()
 def test_gpt_generation_is_the_same(matmuls):
-    torch.manual_seed(0)
-    cfg = GPTConfig(
-        vocab_size=50, d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.0,
-        attention_dropout=0.0, context_length=32,
-    )  # fmt: skip
-    ref = build_gpt(cfg).eval()
-    with torch.no_grad():
-        for p in ref.parameters():
-            if p.dim() > 1:
-                p.normal_(std=0.4)
+    ref = tiny_gpt(std=0.4)
     fast = use_inference_layout(copy.deepcopy(ref), "numpy")
     prompt = [3, 7, 11]
     a = generate(ref, prompt, max_new_tokens=20, temperature=0.0)
@@ -198,7 +179,7 @@ def test_gpt_generation_is_the_same(matmuls):
 def test_numpy_blas_runs_one_thread_once_in_use():
     if not gemm._numpy_blas():
         pytest.skip("threadpoolctl does not see NumPy's BLAS here")
-    use_gemm(_transformer(), "numpy")
+    use_gemm(decisive_model(), "numpy")
     assert all(lib.num_threads == 1 for lib in gemm._numpy_blas())
 
 
@@ -224,10 +205,10 @@ def test_auto_picks_numpy_on_amd_with_openblas_only(monkeypatch, vendor, blas, e
 
 def test_a_wrong_backend_names_the_valid_ones(monkeypatch):
     with pytest.raises(ValueError, match=r"backend='mkl'.*\['auto', 'torch', 'numpy'\]"):
-        use_gemm(_transformer(), "mkl")
+        use_gemm(decisive_model(), "mkl")
     monkeypatch.setenv(gemm.ENV, "openblas")
     with pytest.raises(ValueError, match=r"FORMERS_GEMM='openblas'.*\['auto', 'torch', 'numpy'\]"):
-        use_inference_layout(_transformer())
+        use_inference_layout(decisive_model())
 
 
 def test_cpu_vendor_reads_cpuinfo(tmp_path):

@@ -11,21 +11,11 @@ from formers.inference.layout import (
     use_standard_layout,
     uses_inference_layout,
 )
-from formers.models.gpt import GPTConfig, build_gpt
 from formers.training.checkpoint import load_model, load_training_state, save_checkpoint
 from formers.training.checkpoint_io import load_weights
-from inference.helpers import tiny_model
+from inference.helpers import decisive_model, tiny_gpt, tiny_model
 
 SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 0]])
-
-
-def _transformer() -> nn.Module:
-    model = tiny_model(vocab_size=40, seed=5, d_model=32, d_ff=64, num_heads=4)
-    with torch.no_grad():  # larger weights: decisive, source-dependent outputs
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(std=0.3)
-    return model
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
@@ -33,7 +23,7 @@ def _linears(model: nn.Module) -> list[nn.Linear]:
 
 
 def test_weights_become_column_major_with_the_same_values_and_stay_tied():
-    model = _transformer()
+    model = decisive_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert not uses_inference_layout(model)
     assert use_inference_layout(model) is model
@@ -56,7 +46,7 @@ def test_weights_become_column_major_with_the_same_values_and_stay_tied():
 
 
 def test_a_tied_output_projection_stays_the_embedding():
-    model = _transformer()
+    model = decisive_model()
     tied = [
         (lin, emb)
         for lin in _linears(model)
@@ -72,7 +62,7 @@ def test_a_tied_output_projection_stays_the_embedding():
 
 @torch.inference_mode()
 def test_greedy_and_beam_outputs_are_identical():
-    standard = _transformer()
+    standard = decisive_model()
     fast = use_inference_layout(copy.deepcopy(standard))
     options = dict(max_len_a=1.0, max_len_b=6)
     a = greedy_search(standard, SRC, **options).tokens
@@ -88,12 +78,7 @@ def test_greedy_and_beam_outputs_are_identical():
 
 @torch.inference_mode()
 def test_gpt_logits_and_generation_are_the_same():
-    torch.manual_seed(0)
-    cfg = GPTConfig(
-        vocab_size=50, d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.0,
-        attention_dropout=0.0, context_length=32,
-    )  # fmt: skip
-    standard = build_gpt(cfg).eval()
+    standard = tiny_gpt()
     fast = use_inference_layout(copy.deepcopy(standard))
     assert uses_inference_layout(fast)
     ids = torch.randint(0, 50, (4, 12))
@@ -101,7 +86,7 @@ def test_gpt_logits_and_generation_are_the_same():
 
 
 def test_a_converted_model_saves_loads_and_trains(tmp_path):
-    model = use_inference_layout(_transformer())
+    model = use_inference_layout(decisive_model())
     config = model.config.to_dict()
     path = save_checkpoint(tmp_path / "ckpt", model, config)
     loaded, _, _ = load_model(path)
@@ -119,7 +104,7 @@ def test_a_converted_model_saves_loads_and_trains(tmp_path):
     optimizer.step()
     assert uses_inference_layout(model)
     path = save_checkpoint(tmp_path / "step", model, config, optimizer=optimizer, state={"step": 1})
-    fresh = _transformer()
+    fresh = decisive_model()
     fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-3)
     state = load_training_state(path, fresh, fresh_optimizer)
     assert state["step"] == 1
@@ -128,7 +113,7 @@ def test_a_converted_model_saves_loads_and_trains(tmp_path):
 
 
 def test_weights_on_other_devices_are_left_alone():
-    model = _transformer()
+    model = decisive_model()
     first, second = _linears(model)[:2]
     first.weight = nn.Parameter(torch.empty(first.weight.shape, device="meta"))
     use_inference_layout(model)
@@ -137,7 +122,7 @@ def test_weights_on_other_devices_are_left_alone():
 
 
 def test_loading_into_a_converted_model_keeps_its_layout(tmp_path):
-    source = _transformer()
+    source = decisive_model()
     path = save_checkpoint(tmp_path / "ckpt", source, source.config.to_dict())
     target = tiny_model(vocab_size=40, seed=9, d_model=32, d_ff=64, num_heads=4)
     use_inference_layout(target)
