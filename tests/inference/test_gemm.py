@@ -74,6 +74,22 @@ def test_float64_and_a_non_contiguous_input_under_no_grad(matmuls):
     torch.testing.assert_close(out, F.linear(x, ref.weight, ref.bias), rtol=1e-12, atol=1e-12)
 
 
+@torch.inference_mode()
+def test_new_weights_are_seen_in_place_or_replaced(matmuls):
+    ref, fast = _pair(True, True)
+    x = torch.randn(3, 24)
+    fast(x)  # the NumPy views are made here
+    torch.manual_seed(1)
+    other = nn.Linear(24, 40)
+    fast.load_state_dict(other.state_dict())  # copied in place
+    torch.testing.assert_close(fast(x), other(x), rtol=1e-5, atol=1e-5)
+    for param, shape in ((fast.weight, (40, 24)), (fast.bias, (40,))):
+        param.data = torch.randn(shape)  # new storage, one at a time
+        expected = F.linear(x, fast.weight, fast.bias)
+        torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
+    assert len(matmuls) == 4
+
+
 def test_with_gradients_it_is_nn_linear_exactly(matmuls):
     ref, fast = _pair(True, True)
     x = torch.randn(4, 24, requires_grad=True)

@@ -55,7 +55,7 @@ class NumpyLinear(nn.Linear):
     module docstring for when it falls back to ``F.linear``). Made by :func:`use_gemm`, which
     swaps the class of existing ``nn.Linear`` modules; not built directly."""
 
-    _views: tuple[int, np.ndarray, np.ndarray | None] | None = None
+    _views: tuple[tuple[int, int], np.ndarray, np.ndarray | None] | None = None
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
         if not _numpy_may_run(x, self.weight):
@@ -71,12 +71,12 @@ class NumpyLinear(nn.Linear):
 
     def _numpy_views(self) -> tuple[np.ndarray, np.ndarray | None]:
         """NumPy views of the weight's transpose ``(in, out)`` and of the bias (no copies), made
-        again when the weight's storage changes (``weight.data = ...``); in-place changes show
+        again when either one's storage changes (``weight.data = ...``); in-place changes show
         through the views."""
-        ptr = self.weight.data_ptr()
-        if self._views is None or self._views[0] != ptr:
+        key = (self.weight.data_ptr(), 0 if self.bias is None else self.bias.data_ptr())
+        if self._views is None or self._views[0] != key:
             bias = None if self.bias is None else self.bias.detach().numpy()
-            self._views = (ptr, self.weight.detach().T.numpy(), bias)
+            self._views = (key, self.weight.detach().T.numpy(), bias)
         return self._views[1], self._views[2]
 
 
