@@ -13,7 +13,8 @@ model computes the same function; outputs agree to float rounding (a different s
 inside MKL), and the tests check greedy and beam outputs are identical.
 
 It also picks the library that multiplies (:func:`formers.inference.gemm.use_gemm`): on AMD CPUs,
-where MKL is slow, NumPy's OpenBLAS at one thread; OpenBLAS is faster with this layout too.
+where MKL is slow, NumPy's OpenBLAS at one thread. OpenBLAS reads this layout's ``W.T`` as a
+contiguous operand too (10-20% faster than the transposed one in a one-off measurement).
 
 Saving works as before (safetensors writes contiguous copies), loading into such a model keeps its
 layout, and :func:`use_standard_layout` converts back. Code that calls ``weight.view(...)`` on a
@@ -26,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from torch import nn
+
+from formers.inference.gemm import use_gemm
 
 
 def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
@@ -53,8 +56,6 @@ def use_inference_layout(model: nn.Module, gemm: str | None = None) -> nn.Module
     Weights on other devices (CUDA) are left as they are: the measurement is for CPUs only.
     Idempotent.
     """
-    from formers.inference.gemm import use_gemm
-
     weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
     _store(weights, column_major=True)
     return use_gemm(model, gemm)
@@ -63,8 +64,6 @@ def use_inference_layout(model: nn.Module, gemm: str | None = None) -> nn.Module
 def use_standard_layout(model: nn.Module) -> nn.Module:
     """Undo :func:`use_inference_layout`: every ``nn.Linear`` weight contiguous again, multiplied
     by PyTorch."""
-    from formers.inference.gemm import use_gemm
-
     _store([w for w in _linear_weights(model) if not w.is_contiguous()], column_major=False)
     return use_gemm(model, "torch")
 
