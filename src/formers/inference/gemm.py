@@ -35,6 +35,7 @@ Deviations, each measured or required:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -58,16 +59,10 @@ class NumpyLinear(nn.Linear):
     _views: tuple[tuple[int, int], np.ndarray, np.ndarray | None] | None = None
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
-        if not _numpy_may_run(x, self.weight):
+        if not numpy_may_run(x, self.weight):
             return F.linear(x, self.weight, self.bias)
-        weight_t, bias = self._numpy_views()
         rows = x.detach().reshape(-1, self.in_features)  # (N, in)
-        if not rows.is_contiguous():
-            rows = rows.contiguous()
-        out = np.matmul(rows.numpy(), weight_t)  # (N, out)
-        if bias is not None:
-            np.add(out, bias, out=out)
-        return torch.from_numpy(out).view(*x.shape[:-1], self.out_features)
+        return _numpy_product(rows, *self._numpy_views()).view(*x.shape[:-1], self.out_features)
 
     def _numpy_views(self) -> tuple[np.ndarray, np.ndarray | None]:
         """NumPy views of the weight's transpose ``(in, out)`` and of the bias (no copies), made
@@ -80,7 +75,31 @@ class NumpyLinear(nn.Linear):
         return self._views[1], self._views[2]
 
 
-def _numpy_may_run(x: Tensor, weight: Tensor) -> bool:
+def _numpy_product(rows: Tensor, weight_t: np.ndarray, bias: np.ndarray | None) -> Tensor:
+    """``rows @ weight_t + bias`` in NumPy: ``(N, in) -> (N, out)``, a new tensor."""
+    if not rows.is_contiguous():
+        rows = rows.contiguous()
+    out = np.matmul(rows.numpy(), weight_t)  # (N, out)
+    if bias is not None:
+        np.add(out, bias, out=out)
+    return torch.from_numpy(out)
+
+
+def row_product(linear: nn.Module, like: Tensor) -> Callable[[Tensor], Tensor]:
+    """``linear`` as a function of ``(N, in)`` rows like ``like`` (their dtype and device, in
+    the grad mode and threads they will run in), for a caller that makes many calls in one
+    setting, as a decoding step does: a :class:`NumpyLinear` that would run NumPy
+    (:func:`numpy_may_run`) becomes NumPy's product without the per-call checks; any other
+    layer (``nn.Linear``, int8, a subclass with its own forward) is the module itself."""
+    if type(linear) is NumpyLinear and numpy_may_run(like, linear.weight):
+        weight_t, bias = linear._numpy_views()
+        return lambda rows: _numpy_product(rows, weight_t, bias)
+    return linear
+
+
+def numpy_may_run(x: Tensor, weight: Tensor) -> bool:
+    """Whether :class:`NumpyLinear` would multiply ``x`` by ``weight`` in NumPy now (the module
+    docstring's conditions: no gradients, CPU, one dtype, one PyTorch thread, no tracing)."""
     return (
         not torch.is_grad_enabled()
         and type(x) is Tensor  # not a subclass: fake, functional or distributed tensors

@@ -34,6 +34,7 @@ from formers.decoding.base import pad_ids
 from formers.decoding.blockwise_seq2seq import blockwise_greedy
 from formers.decoding.options import check_option, option_label
 from formers.decoding.speculative import speculative_greedy
+from formers.inference.flat_step import fast_decodable
 from formers.nn.modes import evaluating
 from formers.nn.positional import LearnedPositionalEmbedding
 
@@ -297,10 +298,12 @@ def _search(
         elif heads is not None:
             out, _ = blockwise_greedy(model, heads, src, **limits)
         else:
-            out = greedy_search(model, src, **limits)
+            out = greedy_search(fast_decodable(model), src, **limits)
         lengths = out.lengths.tolist()
         return [[(out.tokens[r, :n], float(out.scores[r]) / lp(n))] for r, n in enumerate(lengths)]
-    out = beam_search(model, src, beam_size=beam, length_penalty=lp, nbest=nbest, **limits)
+    out = beam_search(
+        fast_decodable(model), src, beam_size=beam, length_penalty=lp, nbest=nbest, **limits
+    )
     return [[(h.tokens, h.score) for h in hyps] for hyps in out.nbest or []]
 
 

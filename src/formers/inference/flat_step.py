@@ -1,0 +1,254 @@
+"""The decoding step of the standard encoder-decoder as one flat function, for fast search.
+
+:meth:`formers.nn.EncoderDecoder.decode_step` goes through every module of the decoder: per layer
+and step, about 25 module calls and 65 tensor operations (masks, position checks, views for the
+general case: padded prompts, relative schemes, recorders), around its 8 matrix products. On a
+CPU that bookkeeping costs as much as a third of a base-sized model's step at batch 1
+(``benchmarks/README.md``). :class:`FlatStepDecoder` wraps such a model and computes the same
+step with what the common case needs: per layer the products, two calls of PyTorch's fused
+attention, the residual merges and the activation. It is a
+:class:`~formers.decoding.base.Decodable`, so every search takes it in place of the model:
+
+    greedy_search(FlatStepDecoder(model), src)  # the same tokens as greedy_search(model, src)
+
+It reuses the model's own parts and state: the state is the model's
+:class:`~formers.nn.encoder_decoder.Seq2SeqState` (its caches, reordered as usual), the
+embedding, norms, residual arrangements and non-standard layers are called as modules, and the
+products run through :func:`formers.inference.gemm.row_product` (NumPy's, checked once per
+decode rather than per layer, where the model uses :class:`~formers.inference.gemm.NumpyLinear`).
+So outputs equal the model's, bit for bit on the same backend (tested).
+
+Deviations from ``decode_step``, none of which changes a result:
+
+- the cross-attention keys and values of every layer are projected in :meth:`init_decoding`,
+  not in the first step;
+- a step of more than one token, a cache holding padded prompts, a model in training mode, or
+  gradients enabled go to the model's own ``decode_step`` (the same state serves both).
+
+Models it cannot run (named by :func:`flat_step_unsupported`): decoder layers other than
+:class:`~formers.nn.layers.DecoderLayer`, attention other than the softmax of
+:class:`~formers.nn.attention.MultiHeadAttention` with the ``sdpa`` or ``eager`` kernel, or
+attention with a position scheme (rotary, relative: T5, Shaw). :func:`fast_decodable` gives
+those models back unchanged.
+
+Shapes: b rows (sentences times beams), d model width, h query heads, g key/value heads, dh head
+dim, s source length, t cached target length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from formers.inference.gemm import row_product
+from formers.nn.attention import MultiHeadAttention
+from formers.nn.encoder_decoder import EncoderDecoder, Seq2SeqState
+from formers.nn.feed_forward import FeedForward, GatedFeedForward
+from formers.nn.kernels import eager_attention
+from formers.nn.kv_cache import KVCache, StaticKVCache
+from formers.nn.layers import DecoderLayer
+from formers.nn.mechanism import SoftmaxAttention
+from formers.nn.stacks import Decoder
+
+Rows = Callable[[Tensor], Tensor]  # (N, in) -> (N, out)
+_KERNELS = ("sdpa", "eager")  # the softmax kernels (eq. 1)
+_STEP_METHODS = ("decode_step", "decode", "decode_hidden", "init_decoding")
+
+
+def flat_step_unsupported(model: nn.Module) -> str | None:
+    """Why :class:`FlatStepDecoder` cannot run ``model``'s step, or ``None`` if it can."""
+    if not isinstance(model, EncoderDecoder):
+        return f"{type(model).__name__} is not an EncoderDecoder"
+    for name in _STEP_METHODS:
+        if getattr(type(model), name) is not getattr(EncoderDecoder, name):
+            return f"{type(model).__name__} overrides EncoderDecoder.{name}"
+    if type(model.decoder) is not Decoder:
+        return f"the decoder is a {type(model.decoder).__name__}, not a Decoder"
+    for i, layer in enumerate(model.decoder.layers.steps()):
+        if type(layer) is not DecoderLayer:
+            return f"decoder layer {i} is a {type(layer).__name__}, not a DecoderLayer"
+        for role in ("self_attn", "cross_attn"):
+            attention = getattr(layer, role)
+            reason = None if attention is None else _attention_unsupported(attention)
+            if reason is not None:
+                return f"decoder layer {i}'s {role}: {reason}"
+    return None
+
+
+def _attention_unsupported(attention: nn.Module) -> str | None:
+    if type(attention) is not MultiHeadAttention:
+        return f"a {type(attention).__name__}, not a MultiHeadAttention"
+    mechanism = attention.mechanism
+    if type(mechanism) is not SoftmaxAttention or mechanism.kernel_name not in _KERNELS:
+        return f"the {mechanism.name!r} mechanism, not softmax with a kernel in {list(_KERNELS)}"
+    if attention.positions is not None:
+        return f"the {attention.positions.name!r} position scheme"
+    return None
+
+
+@dataclass
+class _Attention:
+    """One attention sublayer's products and shape, for a one-token step."""
+
+    q: Rows
+    k: Rows
+    v: Rows
+    o: Rows
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float | None
+    eager: bool
+
+    @classmethod
+    def of(cls, attention: MultiHeadAttention, like: Tensor) -> _Attention:
+        linears = (attention.q_proj, attention.k_proj, attention.v_proj, attention.out_proj)
+        return cls(
+            *(row_product(linear, like) for linear in linears), attention.num_heads,
+            attention.num_kv_heads, attention.head_dim, attention.scale,
+            attention.mechanism.kernel_name == "eager",
+        )  # fmt: skip
+
+    def split(self, rows: Tensor, heads: int) -> Tensor:
+        """``(b, heads * dh)`` -> ``(b, heads, 1, dh)``: one position per row."""
+        return rows.view(rows.size(0), heads, 1, self.head_dim)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """``(b, h, 1, dh)`` queries over ``(b, g, t, dh)`` keys -> ``(b, d)`` after the output
+        projection. One query is the last position, so causality masks nothing."""
+        if self.eager:  # the model's own kernel, so that the results are the same to the bit
+            out, _ = eager_attention(q, k, v, mask=mask, scale=self.scale)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.heads != self.kv_heads
+            )  # (b, h, 1, dh)
+        return self.o(out.transpose(1, 2).reshape(q.size(0), self.heads * self.head_dim))
+
+    def self_attention(self, x: Tensor, cache: KVCache) -> Tensor:
+        """``(b, d)`` -> ``(b, d)``; the new key and value are appended to ``cache``."""
+        k, v = cache.update(
+            self.split(self.k(x), self.kv_heads), self.split(self.v(x), self.kv_heads)
+        )
+        return self.attend(self.split(self.q(x), self.heads), k, v, None)
+
+    def cross_attention(self, x: Tensor, cache: StaticKVCache, mask: Tensor | None) -> Tensor:
+        k, v = cache.get()  # (b, g, s, dh), projected by init_decoding
+        return self.attend(self.split(self.q(x), self.heads), k, v, mask)
+
+
+def _feed_forward(module: nn.Module, like: Tensor) -> Rows:
+    """The position-wise network as a function of ``(b, d)`` rows: the two standard kinds with
+    their products, any other module as itself (its dropout is off in eval mode)."""
+    if type(module) is FeedForward:
+        up, down, act = (
+            row_product(module.up, like),
+            row_product(module.down, like),
+            module.activation,
+        )
+        return lambda x: down(act(up(x)))
+    if type(module) is GatedFeedForward:
+        gate, up = row_product(module.gate, like), row_product(module.up, like)
+        down, act = row_product(module.down, like), module.activation
+        return lambda x: down(act(gate(x)) * up(x))
+    return module
+
+
+@dataclass
+class _Layer:
+    layer: DecoderLayer
+    self_attn: _Attention
+    cross_attn: _Attention | None
+    feed_forward: Rows
+
+    def step(self, x: Tensor, caches, memory_mask: Tensor | None) -> Tensor:
+        """``(b, 1, d)`` -> ``(b, 1, d)``: the layer's residual arrangements around its three
+        sublayers, as :meth:`DecoderLayer.forward` with a one-token cache."""
+        layer, b, d = self.layer, x.size(0), x.size(-1)
+        h = layer.self_residual.sublayer_input(x).view(b, d)
+        x = layer.self_residual.merge(
+            x, self.self_attn.self_attention(h, caches.self_attn).view(b, 1, d)
+        )
+        if self.cross_attn is not None:
+            h = layer.cross_residual.sublayer_input(x).view(b, d)
+            y = self.cross_attn.cross_attention(h, caches.cross_attn, memory_mask)
+            x = layer.cross_residual.merge(x, y.view(b, 1, d))
+        h = layer.ff_residual.sublayer_input(x).view(b, d)
+        return layer.ff_residual.merge(x, self.feed_forward(h).view(b, 1, d))
+
+
+@dataclass
+class FlatState(Seq2SeqState):
+    """:class:`~formers.nn.encoder_decoder.Seq2SeqState` with the flat step's plan for this
+    decode (the products, bound to the weights as they are when decoding starts)."""
+
+    layers: list[_Layer] | None = None
+    generator: Rows | None = None
+    memory_padded: bool = True
+
+
+class FlatStepDecoder:
+    """A :class:`~formers.decoding.base.Decodable` computing ``model``'s one-token steps flat
+    (module docstring); anything else goes to the model.
+
+    Args:
+        model: an :class:`~formers.nn.EncoderDecoder` the flat step supports.
+
+    Raises:
+        ValueError: a model it cannot run, with the reason (:func:`flat_step_unsupported`).
+    """
+
+    def __init__(self, model: EncoderDecoder) -> None:
+        reason = flat_step_unsupported(model)
+        if reason is not None:
+            raise ValueError(f"the flat decoding step cannot run this model: {reason}")
+        self.model = model
+        self.pad_id, self.bos_id, self.eos_id = model.pad_id, model.bos_id, model.eos_id
+
+    def init_decoding(self, src: Tensor) -> FlatState:
+        """Encode ``(b, s)`` sources and project every layer's cross-attention keys/values."""
+        model = self.model
+        src_mask = model.source_mask(src)
+        memory = model.encode(src, src_mask)
+        cache = model.decoder.new_cache()
+        layers = []
+        for layer, caches in zip(model.decoder.layers.steps(), cache.layers, strict=True):
+            cross = layer.cross_attn
+            if cross is not None:
+                b, s, _ = memory.shape
+                k, v = (proj(memory).view(b, s, cross.num_kv_heads, cross.head_dim).transpose(1, 2)
+                        for proj in (cross.k_proj, cross.v_proj))  # fmt: skip  # (b, g, s, dh)
+                caches.cross_attn.update(k, v)
+            layers.append(_Layer(
+                layer, _Attention.of(layer.self_attn, memory),
+                None if cross is None else _Attention.of(cross, memory),
+                _feed_forward(layer.feed_forward, memory),
+            ))  # fmt: skip
+        return FlatState(
+            None, src_mask, (src != model.pad_id).sum(dim=1), cache, layers=layers,
+            generator=row_product(model.generator, memory), memory_padded=not bool(src_mask.all()),
+        )  # fmt: skip
+
+    def decode_step(self, tokens: Tensor, state: Seq2SeqState) -> Tensor:
+        """Feed ``(b, t_new)`` tokens; return the ``(b, V)`` next-token logits."""
+        model = self.model
+        flat = (
+            isinstance(state, FlatState) and tokens.size(1) == 1 and state.cache.keys is None
+            and not model.training and not torch.is_grad_enabled()
+        )  # fmt: skip
+        if not flat:
+            return model.decode_step(tokens, state)
+        x = model.tgt_embed(tokens, state.cache.length)  # (b, 1, d)
+        mask = state.memory_mask if state.memory_padded else None  # (b, 1, 1, s)
+        for layer, caches in zip(state.layers, state.cache.layers, strict=True):
+            x = layer.step(x, caches, mask)
+        x = model.decoder.final_norm(x)
+        return state.generator(x.view(x.size(0), x.size(-1)))  # (b, V)
+
+
+def fast_decodable(model: nn.Module) -> nn.Module | FlatStepDecoder:
+    """``model`` wrapped in a :class:`FlatStepDecoder` when it supports one, else ``model``."""
+    return model if flat_step_unsupported(model) is not None else FlatStepDecoder(model)

@@ -1,0 +1,239 @@
+"""The flat decoding step: the same tokens and scores as the model's own step, bit for bit, for
+every arrangement it accepts; anything else goes to the model or is refused with the reason."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from formers.decoding import beam_search, greedy_search, sample
+from formers.inference import gemm
+from formers.inference.flat_step import (
+    FlatState,
+    FlatStepDecoder,
+    fast_decodable,
+    flat_step_unsupported,
+)
+from formers.inference.int8 import quantize_int8
+from formers.inference.layout import use_inference_layout
+from formers.inference.translate import translate
+from formers.nn.encoder_decoder import EncoderDecoder
+from formers.nn.kernels import eager_attention
+from inference.helpers import SENTENCES, WordTokenizer, tiny_gpt, tiny_model
+
+# padded sources: the cross-attention needs the source mask
+SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 0]])
+FULL = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 11, 12, 2]])  # no padding: no mask
+
+ARRANGEMENTS = {
+    "paper": {},  # post-norm, ReLU, sinusoidal, shared and tied embeddings
+    "pre-norm gelu": dict(norm_first=True, activation="gelu", num_decoder_layers=2),
+    "rmsnorm swiglu no bias": dict(
+        norm="rmsnorm", norm_first=True, activation="swiglu", bias=False
+    ),
+    "mqa learned positions": dict(num_heads=4, num_kv_heads=1, positions="learned"),
+    "gqa untied eager": dict(
+        num_heads=4,
+        num_kv_heads=2,
+        share_embeddings=False,
+        tie_output=False,
+        output_bias=True,
+        kernel="eager",
+        num_decoder_layers=2,
+    ),  # fmt: skip
+}
+
+
+def _model(std: float = 0.4, **overrides) -> EncoderDecoder:
+    """A tiny Transformer with large weights: decisive, source-dependent outputs."""
+    model = tiny_model(vocab_size=40, seed=3, d_model=32, d_ff=64, **overrides)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=std)
+    return model
+
+
+def _searches(src: torch.Tensor):
+    limits = dict(max_len_a=1.0, max_len_b=3)  # rows end at different steps: the batch shrinks
+    return {
+        "greedy": lambda m: greedy_search(m, src, **limits),
+        "beam": lambda m: beam_search(m, src, beam_size=3, nbest=3, **limits),
+        "sample": lambda m: sample(m, src, top_k=5, seed=7, **limits),
+    }
+
+
+def _same(ours, theirs) -> None:
+    assert torch.equal(ours.tokens, theirs.tokens)
+    assert torch.equal(ours.lengths, theirs.lengths)
+    assert torch.equal(ours.scores, theirs.scores)
+    for mine, yours in zip(ours.nbest or [], theirs.nbest or [], strict=True):
+        assert [h.tokens.tolist() for h in mine] == [h.tokens.tolist() for h in yours]
+        assert [h.log_prob for h in mine] == [h.log_prob for h in yours]
+
+
+@pytest.fixture
+def model_steps(monkeypatch) -> list[int]:
+    """How many steps went through the model's own decode_step."""
+    calls: list[int] = []
+    real = EncoderDecoder.decode_step
+
+    def spy(self, tokens, state):
+        calls.append(tokens.size(1))
+        return real(self, tokens, state)
+
+    monkeypatch.setattr(EncoderDecoder, "decode_step", spy)
+    return calls
+
+
+@pytest.mark.parametrize("arrangement", sorted(ARRANGEMENTS))
+@pytest.mark.parametrize("search", ["greedy", "beam", "sample"])
+@pytest.mark.parametrize("src", [SRC, FULL], ids=["padded", "full"])
+def test_flat_step_decodes_as_the_model(model_steps, arrangement, search, src):
+    model = _model(**ARRANGEMENTS[arrangement])
+    decode = _searches(src)[search]
+    expected = decode(model)
+    steps_of_the_model = len(model_steps)
+    flat = FlatStepDecoder(model)
+    _same(decode(flat), expected)
+    assert len(model_steps) == steps_of_the_model  # every step was the flat one
+    assert expected.tokens.size(1) > 1  # more than one step was compared
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_flat_step_with_numpy_products(monkeypatch, search):
+    """Every layer multiplied by NumPy (the AMD default for large layers), once per call."""
+    monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
+    model = use_inference_layout(_model(**ARRANGEMENTS["pre-norm gelu"]), "numpy")
+    decode = _searches(SRC)[search]
+    expected = decode(model)
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(gemm.np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _same(decode(FlatStepDecoder(model)), expected)
+    assert calls  # the flat step's products ran in NumPy
+
+
+def test_flat_step_of_an_int8_model():
+    model = quantize_int8(_model(**ARRANGEMENTS["paper"]))
+    for decode in _searches(SRC).values():
+        _same(decode(FlatStepDecoder(model)), decode(model))
+
+
+def test_flat_step_of_a_shared_layer_stack():
+    """A stack that applies one layer twice (ALBERT-style) has a cache per application."""
+    from formers.nn.layer_stack import SharedLayerStack
+
+    model = _model()
+    model.decoder.layers = SharedLayerStack(model.decoder.layers[0], 3)
+    for decode in _searches(SRC).values():
+        _same(decode(FlatStepDecoder(model)), decode(model))
+
+
+def test_weights_changed_between_decodes_are_seen(monkeypatch):
+    """The products are bound to the weights when a decode starts: weights loaded in place, or
+    given new storage, count from the next decode."""
+    monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
+    model = use_inference_layout(_model(), "numpy")
+    flat, greedy = FlatStepDecoder(model), _searches(SRC)["greedy"]
+    before = greedy(flat)
+    other = _model(std=0.6)
+    model.load_state_dict(other.state_dict())  # in place
+    loaded = greedy(flat)
+    _same(loaded, greedy(model))
+    assert not torch.equal(loaded.scores, before.scores)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data * 1.5  # new storage
+    _same(greedy(flat), greedy(model))
+    assert not torch.equal(greedy(flat).scores, loaded.scores)
+
+
+def test_other_steps_go_to_the_model(model_steps):
+    """Two tokens at once, then one: the first is the model's step, the second the flat one,
+    on the same state; logits equal the model's throughout."""
+    model = _model()
+    flat = FlatStepDecoder(model)
+    with torch.inference_mode():
+        ours, theirs = flat.init_decoding(SRC), model.init_decoding(SRC)
+        assert isinstance(ours, FlatState)
+        two = torch.tensor([[1, 7], [1, 8], [1, 9]])
+        assert torch.equal(flat.decode_step(two, ours), model.decode_step(two, theirs))
+        assert model_steps == [2, 2]
+        one = torch.tensor([[5], [6], [7]])
+        assert torch.equal(flat.decode_step(one, ours), model.decode_step(one, theirs))
+        assert model_steps == [2, 2, 1]
+
+
+def test_training_mode_and_gradients_go_to_the_model(model_steps):
+    model = _model()
+    flat = FlatStepDecoder(model)
+    state = flat.init_decoding(SRC)
+    one = torch.tensor([[1], [1], [1]])
+    with torch.enable_grad():
+        flat.decode_step(one, state)
+    model.train()
+    with torch.no_grad():
+        flat.decode_step(one, state)
+    assert model_steps == [1, 1]
+
+
+def _rotary():
+    return _model(positions="rotary")
+
+
+def _t5():
+    from formers.models.t5 import T5Config, build_t5
+
+    return build_t5(T5Config(vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))
+
+
+def _own_kernel():
+    model = _model()
+    for layer in model.decoder.layers:
+        layer.self_attn.mechanism.kernel_name = eager_attention.__name__  # a callable kernel
+    return model
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_rotary, "decoder layer 0's self_attn: the 'rotary' position scheme"),
+        (_t5, "position scheme"),
+        (_own_kernel, "not softmax with a kernel in ['sdpa', 'eager']"),
+        (lambda: tiny_gpt(), "DecoderOnlyLM is not an EncoderDecoder"),
+    ],
+    ids=["rotary", "t5", "own kernel", "gpt"],
+)
+def test_unsupported_models_are_named_and_kept(make, reason):
+    model = make()
+    assert reason in flat_step_unsupported(model)
+    with pytest.raises(ValueError, match="the flat decoding step cannot run this model"):
+        FlatStepDecoder(model)
+    assert fast_decodable(model) is model
+
+
+def test_translate_decodes_with_the_flat_step(monkeypatch, model_steps):
+    tokenizer, model = WordTokenizer(), tiny_model()
+    flat_steps = []
+    real = FlatStepDecoder.decode_step
+
+    def spy(self, tokens, state):
+        flat_steps.append(tokens.size(1))
+        return real(self, tokens, state)
+
+    monkeypatch.setattr(FlatStepDecoder, "decode_step", spy)
+    for beam in (1, 4):
+        ours = translate(model, tokenizer, SENTENCES, beam=beam)
+        assert flat_steps and model_steps == []  # every step was the flat one
+        with monkeypatch.context() as without:
+            without.setattr(
+                sys.modules["formers.inference.translate"], "fast_decodable", lambda m: m
+            )
+            theirs = translate(model, tokenizer, SENTENCES, beam=beam)
+        assert model_steps  # the model's own steps, this time
+        assert [[t.text for t in hyps] for hyps in ours] == [[t.text for t in h] for h in theirs]
+        flat_steps.clear(), model_steps.clear()
