@@ -2,9 +2,12 @@
 same weights as ``runtimes.py`` (the base-sized Marian-shaped model, 1 thread, every sentence
 ``N - 1`` tokens then EOS), greedily, interleaved; outputs are compared with ``formers``:
 
-- ``formers``: ``greedy_search`` with the column-major layout and the GEMM backend ``formers
-  translate`` uses (:func:`formers.inference.layout.use_inference_layout`; NumPy's OpenBLAS on
-  an AMD CPU, :mod:`formers.inference.gemm`);
+- ``formers``: ``greedy_search`` with the column-major layout, the GEMM backend and the flat
+  decoding step ``formers translate`` uses (:func:`formers.inference.layout.use_inference_layout`;
+  NumPy's OpenBLAS on an AMD CPU, :mod:`formers.inference.gemm`;
+  :class:`formers.inference.flat_step.FlatStepDecoder`);
+- ``module-step``: the same without the flat step: the model's own ``decode_step`` through its
+  modules (formers before the flat step; the attempts below are built on it);
 - ``mkl-column-major``: the same layout, multiplied by PyTorch (MKL; ``FORMERS_GEMM=torch``);
 - ``standard-layout``: ``nn.Linear``'s own row-major weights, multiplied by PyTorch;
 - ``fused-qkv``: ``formers`` with each self-attention's query, key and value projections made
@@ -67,7 +70,7 @@ from formers.inference.gemm import cpu_vendor, gemm_backend, numpy_blas_name
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 
 ATTEMPTS = (
-    "formers", "mkl-column-major", "standard-layout", "onednn-packed", "fused-qkv",
+    "formers", "module-step", "mkl-column-major", "standard-layout", "onednn-packed", "fused-qkv",
     "static-cache", "static-cache-compiled",
 )  # fmt: skip
 
@@ -275,6 +278,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.Module]:
     """``attempt -> decode(src, beam)`` (returning ``None`` where unsupported), and the formers
     model."""
+    from formers.inference.flat_step import fast_decodable
     from formers.inference.layout import use_inference_layout
     from formers.models.transformer.convert import load_hf
 
@@ -306,7 +310,8 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.M
         return decode
 
     attempts = {
-        "formers": searched(ours), "mkl-column-major": searched(mkl),
+        "formers": searched(fast_decodable(ours)), "module-step": searched(ours),
+        "mkl-column-major": searched(mkl),
         "standard-layout": searched(base), "onednn-packed": searched(packed),
         "fused-qkv": searched(fused), "static-cache": static(step),
         "static-cache-compiled": static(compiled),

@@ -5,8 +5,10 @@ SiLU, shared and tied embeddings, random seeded weights) is imported into former
 :func:`formers.models.transformer.convert.load_hf`, so both decode the same weights. A batch of
 random sources (ids avoiding the special tokens) is decoded greedily and with beam search by:
 
-- formers: :func:`formers.decoding.greedy_search` / :func:`formers.decoding.beam_search` with
-  ``max_len_a=0, max_len_b=N, min_len=N-1`` (and for beams ``length_penalty=lambda n: n ** alpha``,
+- formers: :func:`formers.decoding.greedy_search` / :func:`formers.decoding.beam_search` over
+  the flat decoding step ``formers translate`` uses
+  (:func:`formers.inference.flat_step.fast_decodable`), with ``max_len_a=0, max_len_b=N,
+  min_len=N-1`` (and for beams ``length_penalty=lambda n: n ** alpha``,
   ``forced_eos_log_prob=0.0``, ``early_stopping=True``);
 - Hugging Face: ``model.generate(do_sample=False, num_beams=..., min_new_tokens=N-1,
   max_new_tokens=N, length_penalty=alpha, early_stopping=True, bad_words_ids=[[pad]])``.
@@ -56,6 +58,7 @@ from common import (
 from torch import Tensor
 
 from formers.decoding import beam_search, greedy_search
+from formers.inference.flat_step import fast_decodable
 
 IMPLS = ("formers", "transformers")
 SIZES: dict[str, dict[str, int]] = {
@@ -148,12 +151,14 @@ def runners(mode: str, ours, hf, src: Tensor, args: argparse.Namespace) -> list[
     beams = 1 if mode == "greedy" else args.beam_size
     alpha = args.length_penalty
 
+    flat = fast_decodable(ours)  # the step formers translate decodes with
+
     def formers_decode() -> Tensor:
         if mode == "greedy":
-            out = greedy_search(ours, src, max_len_a=0.0, max_len_b=n, min_len=n - 1)
+            out = greedy_search(flat, src, max_len_a=0.0, max_len_b=n, min_len=n - 1)
         else:
             out = beam_search(
-                ours, src, beam_size=beams, max_len_a=0.0, max_len_b=n, min_len=n - 1,
+                flat, src, beam_size=beams, max_len_a=0.0, max_len_b=n, min_len=n - 1,
                 length_penalty=lambda length: length**alpha, early_stopping=True,
                 forced_eos_log_prob=0.0,
             )  # fmt: skip
@@ -298,7 +303,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "beam_size": args.beam_size,
             "length_penalty": args.length_penalty,
             "early_stopping": True,
-            "formers": "greedy_search / beam_search(max_len_a=0, max_len_b=N, min_len=N-1, "
+            "formers": "greedy_search / beam_search(fast_decodable(model), max_len_a=0, "
+            "max_len_b=N, min_len=N-1, "
             "length_penalty=n**alpha, forced_eos_log_prob=0.0)",
             "transformers": "generate(do_sample=False, min_new_tokens=N-1, max_new_tokens=N, "
             "bad_words_ids=[[pad]], length_penalty=alpha, early_stopping=True)",

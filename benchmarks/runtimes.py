@@ -6,7 +6,9 @@ with peaked output distributions, from ``hf_decoding.marian_model``), imported i
 ``load_hf``. The same weights are decoded by:
 
 - ``formers``: fp32, the CPU weight layout and GEMM backend ``formers translate`` uses
-  (:func:`formers.inference.layout.use_inference_layout`; on an AMD CPU, NumPy's OpenBLAS);
+  (:func:`formers.inference.layout.use_inference_layout`; on an AMD CPU, NumPy's OpenBLAS),
+  and its flat decoding step (:class:`formers.inference.flat_step.FlatStepDecoder`), as every
+  formers row;
 - ``formers-mkl``: the same with PyTorch's own product (MKL; ``FORMERS_GEMM=torch``);
 - ``formers-int8``: :func:`formers.inference.int8.quantize_int8` (PyTorch dynamic quantization);
 - ``transformers``: Hugging Face ``generate``;
@@ -87,6 +89,7 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
 
     from formers.export.ct2 import export_ct2
     from formers.export.onnx import OnnxTranslator, export_onnx
+    from formers.inference.flat_step import fast_decodable
     from formers.inference.int8 import quantize_int8
     from formers.inference.layout import use_inference_layout
 
@@ -112,14 +115,16 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
     alpha = args.length_penalty
 
     def formers(model):
+        decodable = None if model is None else fast_decodable(model)  # what translate decodes
+
         def decode(src, beam):
             if model is None:
                 return None  # int8 and the CPU's GEMM choice on a GPU: not offered
             common = dict(max_len_a=0.0, max_len_b=n, min_len=n - 1)
             if beam == 1:
-                return greedy_search(model, src, **common).tokens[:, : n - 1]
+                return greedy_search(decodable, src, **common).tokens[:, : n - 1]
             out = beam_search(
-                model, src, beam_size=beam, length_penalty=lambda length: length**alpha,
+                decodable, src, beam_size=beam, length_penalty=lambda length: length**alpha,
                 early_stopping=True, forced_eos_log_prob=0.0, **common,
             )  # fmt: skip
             return out.tokens[:, : n - 1]
