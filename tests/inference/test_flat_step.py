@@ -117,10 +117,14 @@ def test_flat_step_with_numpy_products(monkeypatch, search):
     assert calls  # the flat step's products ran in NumPy
 
 
-def test_flat_step_of_an_int8_model():
-    model = quantize_int8(_model(**ARRANGEMENTS["paper"]))
+@pytest.mark.parametrize("arrangement", ["paper", "mqa learned positions"])
+def test_flat_step_of_an_int8_model(arrangement):
+    """Its self-attention products fused into one int8 layer (exact, as tested in test_int8)."""
+    model = quantize_int8(_model(**ARRANGEMENTS[arrangement]))
+    flat = FlatStepDecoder(model)
+    assert all(layer.self_attn.qkv is not None for layer in flat.init_decoding(SRC).layers)
     for decode in _searches(SRC).values():
-        _same(decode(FlatStepDecoder(model)), decode(model))
+        _same(decode(flat), decode(model))
 
 
 def test_flat_step_of_a_shared_layer_stack():

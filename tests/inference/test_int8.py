@@ -14,6 +14,7 @@ from formers.inference.int8 import (
     check_int8,
     count_parameters,
     decoding_device,
+    fuse_int8,
     is_int8,
     quantize_int8,
 )
@@ -76,3 +77,25 @@ def test_int8_is_refused_off_the_cpu():
     model = torch.nn.Linear(2, 2).to("meta")
     with pytest.raises(Int8Error, match="needs the model on a CPU"):
         quantize_int8(model)
+
+
+@pytest.mark.parametrize("biases", [(True, True, True), (False, False, False), (True, False, True)])
+@pytest.mark.parametrize("rows", [1, 7])
+def test_fused_int8_layers_equal_the_separate_ones(biases, rows):
+    """Query, key and value widths may differ (GQA): the fused output is the three side by
+    side, bit for bit."""
+    layers = torch.nn.Sequential(*(torch.nn.Linear(24, out, bias=b) for out, b in
+                                   zip((16, 8, 8), biases, strict=True)))  # fmt: skip
+    quantized = list(quantize_int8(layers))
+    fused = fuse_int8(quantized)
+    assert type(fused) is QuantizedLinear and fused.out_features == 32
+    x = torch.randn(rows, 24) * 3
+    with torch.inference_mode():
+        assert torch.equal(fused(x), torch.cat([layer(x) for layer in quantized], dim=1))
+
+
+def test_what_cannot_be_fused_is_refused():
+    int8 = list(quantize_int8(torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(6, 4))))
+    assert fuse_int8(int8) is None  # two input widths
+    assert fuse_int8(int8[:1]) is None  # nothing to fuse
+    assert fuse_int8([torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)]) is None  # float layers

@@ -22,6 +22,10 @@ Deviations from ``decode_step``, none of which changes a result:
 
 - the cross-attention keys and values of every layer are projected in :meth:`init_decoding`,
   not in the first step;
+- in an int8 model (:func:`~formers.inference.int8.quantize_int8`) the query, key and value
+  products of each self-attention run as one int8 layer (:func:`~formers.inference.int8.
+  fuse_int8`, made once per weights; the same output bit for bit, one kernel call instead of
+  three);
 - a step of more than one token, a cache holding padded prompts, a model in training mode, or
   gradients enabled go to the model's own ``decode_step`` (the same state serves both).
 
@@ -37,6 +41,7 @@ dim, s source length, t cached target length, V vocabulary.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.inference.gemm import row_product
+from formers.inference.int8 import fuse_int8
 from formers.nn.attention import MultiHeadAttention
 from formers.nn.encoder_decoder import EncoderDecoder, Seq2SeqState
 from formers.nn.feed_forward import FeedForward, GatedFeedForward
@@ -92,7 +98,9 @@ def _attention_unsupported(attention: nn.Module) -> str | None:
 
 @dataclass
 class _Attention:
-    """One attention sublayer's products and shape, for a one-token step."""
+    """One attention sublayer's products and shape, for a one-token step. ``qkv``: the query,
+    key and value products as one, where they fuse exactly (int8,
+    :func:`~formers.inference.int8.fuse_int8`)."""
 
     q: Rows
     k: Rows
@@ -103,14 +111,15 @@ class _Attention:
     head_dim: int
     scale: float | None
     eager: bool
+    qkv: Rows | None = None
 
     @classmethod
-    def of(cls, attention: MultiHeadAttention, like: Tensor) -> _Attention:
+    def of(cls, attention: MultiHeadAttention, like: Tensor, fuse: bool = False) -> _Attention:
         linears = (attention.q_proj, attention.k_proj, attention.v_proj, attention.out_proj)
         return cls(
             *(row_product(linear, like) for linear in linears), attention.num_heads,
             attention.num_kv_heads, attention.head_dim, attention.scale,
-            attention.mechanism.kernel_name == "eager",
+            attention.mechanism.kernel_name == "eager", _fused_qkv(attention) if fuse else None,
         )  # fmt: skip
 
     def split(self, rows: Tensor, heads: int) -> Tensor:
@@ -130,14 +139,31 @@ class _Attention:
 
     def self_attention(self, x: Tensor, cache: KVCache) -> Tensor:
         """``(b, d)`` -> ``(b, d)``; the new key and value are appended to ``cache``."""
-        k, v = cache.update(
-            self.split(self.k(x), self.kv_heads), self.split(self.v(x), self.kv_heads)
-        )
-        return self.attend(self.split(self.q(x), self.heads), k, v, None)
+        if self.qkv is None:
+            q, k, v = self.q(x), self.k(x), self.v(x)
+        else:
+            q, k, v = self.qkv(x).split(
+                [self.heads * self.head_dim, *[self.kv_heads * self.head_dim] * 2], dim=1
+            )  # (b, h * dh), (b, g * dh), (b, g * dh)
+        k, v = cache.update(self.split(k, self.kv_heads), self.split(v, self.kv_heads))
+        return self.attend(self.split(q, self.heads), k, v, None)
 
     def cross_attention(self, x: Tensor, cache: StaticKVCache, mask: Tensor | None) -> Tensor:
         k, v = cache.get()  # (b, g, s, dh), projected by init_decoding
         return self.attend(self.split(self.q(x), self.heads), k, v, mask)
+
+
+# attention -> (its q, k, v layers' packed weights, their fused layer): made once per weights
+_FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fused_qkv(attention: MultiHeadAttention) -> Rows | None:
+    linears = (attention.q_proj, attention.k_proj, attention.v_proj)
+    key = tuple(id(getattr(m, "_packed_params", m)) for m in linears)
+    known = _FUSED.get(attention)
+    if known is None or known[0] != key:
+        known = _FUSED[attention] = (key, fuse_int8(linears))
+    return known[1]
 
 
 def _feed_forward(module: nn.Module, like: Tensor) -> Rows:
@@ -223,7 +249,7 @@ class FlatStepDecoder:
                         for proj in (cross.k_proj, cross.v_proj))  # fmt: skip  # (b, g, s, dh)
                 caches.cross_attn.update(k, v)
             layers.append(_Layer(
-                layer, _Attention.of(layer.self_attn, memory),
+                layer, _Attention.of(layer.self_attn, memory, fuse=True),
                 None if cross is None else _Attention.of(cross, memory),
                 _feed_forward(layer.feed_forward, memory),
             ))  # fmt: skip

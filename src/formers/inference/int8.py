@@ -19,6 +19,7 @@ moved to CUDA. A tied output projection gets its own int8 copy (the embedding st
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -82,6 +83,41 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         quantized.config = model.config
     quantized.int8 = True
     return quantized
+
+
+def fuse_int8(linears: Sequence[nn.Module]) -> nn.Module | None:
+    """One dynamic int8 linear layer whose output is the concatenation of ``linears``' outputs
+    (the query, key and value projections of an attention: one input quantization and one
+    kernel call instead of three, 1.4-2.4x faster on the EPYC for 512-wide layers at 1-32 rows,
+    one-off measurement), or ``None`` unless all are dynamic int8 layers with per-channel
+    weights and one input width.
+
+    The output equals the separate layers' bit for bit: the input is quantized from its own
+    range either way, the weights are quantized per output row (the fused weight stacks the
+    rows and their scales unchanged), and each output column is an exact int32 sum, then
+    scaled and biased alone.
+    """
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    if len(linears) < 2 or any(type(m) is not dynamic for m in linears):
+        return None
+    weights, biases = zip(*(m._weight_bias() for m in linears), strict=True)
+    if len({w.size(1) for w in weights}) > 1 or any(
+        w.qscheme() != torch.per_channel_affine or w.q_per_channel_axis() != 0 for w in weights
+    ):
+        return None
+    weight = torch._make_per_channel_quantized_tensor(
+        torch.cat([w.int_repr() for w in weights]),
+        torch.cat([w.q_per_channel_scales() for w in weights]),
+        torch.cat([w.q_per_channel_zero_points() for w in weights]),
+        0,
+    )  # (sum of outs, in)
+    bias = None
+    if any(b is not None for b in biases):
+        pairs = zip(weights, biases, strict=True)
+        bias = torch.cat([b if b is not None else torch.zeros(w.size(0)) for w, b in pairs])
+    fused = dynamic(weight.size(1), weight.size(0), bias_=bias is not None, dtype=torch.qint8)
+    fused.set_weight_bias(weight, bias)
+    return fused
 
 
 def is_int8(model: nn.Module) -> bool:
