@@ -24,7 +24,8 @@ same weights as ``runtimes.py`` (the base-sized Marian-shaped model, 1 thread, e
 Beam search (4) is measured for the layouts only (the static-cache step is greedy-only).
 
 ``products_alone``: the bound under all of them. A forward hook records every ``nn.Linear`` call
-of one ``formers`` decode (its weight and input shape); the same products are then replayed alone
+of one ``module-step`` decode (its weight and input shape: the products ``formers`` makes, whose
+flat step bypasses the modules' hooks); the same products are then replayed alone
 (random inputs of those shapes, the same weights and layout) and timed, with PyTorch's product
 (``products_alone``) and with NumPy's (``products_alone_numpy``). A decoder that removed
 all the time outside the products would take that long; it bounds the tokens/s any attempt of
@@ -226,6 +227,8 @@ def recorded_products(model: nn.Module, decode: Callable[[], Any]) -> list[tuple
     finally:
         for handle in handles:
             handle.remove()
+    if not any(weight is model.generator.weight for weight, _, _ in calls):
+        raise RuntimeError("no product of a decoding step was recorded (only the encoder's?)")
     return calls
 
 
@@ -275,9 +278,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.Module]:
-    """``attempt -> decode(src, beam)`` (returning ``None`` where unsupported), and the formers
-    model."""
+def build(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Callable[..., Any]], nn.Module, Callable[..., Any]]:
+    """``attempt -> decode(src, beam)`` (returning ``None`` where unsupported), the formers
+    model, and its decode through its modules (whose forward hooks see every product; the flat
+    step's NumPy products bypass the modules)."""
     from formers.inference.flat_step import fast_decodable
     from formers.inference.layout import use_inference_layout
     from formers.models.transformer.convert import load_hf
@@ -316,7 +322,8 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable[..., Any]], nn.M
         "fused-qkv": searched(fused), "static-cache": static(step),
         "static-cache-compiled": static(compiled),
     }  # fmt: skip
-    return {k: v for k, v in attempts.items() if k == "formers" or k in args.attempts}, ours
+    chosen = {k: v for k, v in attempts.items() if k == "formers" or k in args.attempts}
+    return chosen, ours, attempts["module-step"]
 
 
 def run_mode(attempts: dict[str, Callable[..., Any]], batches: list[Tensor], beam: int,
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
-    attempts, ours = build(args)
+    attempts, ours, module_step = build(args)
     gen = torch.Generator().manual_seed(args.seed)
     src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
     load_before = load_average()
@@ -365,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows = run_mode(attempts, batches, beam, args)
             tokens = sum(b.size(0) for b in batches) * (args.new_tokens - 1)
             calls = recorded_products(
-                ours, lambda b=batches, m=beam: [attempts["formers"](s, m) for s in b]
+                ours, lambda b=batches, m=beam: [module_step(s, m) for s in b]
             )  # fmt: skip
             alone = replay_seconds(calls, args.rounds, F.linear)
             bound = {"tokens_per_s": tokens / alone, "products": len(calls)}
