@@ -127,6 +127,17 @@ def test_flat_step_of_an_int8_model(arrangement):
         _same(decode(flat), decode(model))
 
 
+def test_new_int8_weights_are_fused_again():
+    """Loading another int8 model's weights repacks them in place: the fused layer follows."""
+    model, other = quantize_int8(_model()), quantize_int8(_model(std=0.6))
+    flat, greedy = FlatStepDecoder(model), _searches(SRC)["greedy"]
+    before = greedy(flat)
+    model.load_state_dict(other.state_dict())
+    after = greedy(flat)
+    _same(after, greedy(other))
+    assert not torch.equal(after.scores, before.scores)
+
+
 def test_flat_step_of_a_shared_layer_stack():
     """A stack that applies one layer twice (ALBERT-style) has a cache per application."""
     from formers.nn.layer_stack import SharedLayerStack

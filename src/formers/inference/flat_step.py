@@ -55,7 +55,7 @@ from formers.nn.attention import MultiHeadAttention
 from formers.nn.encoder_decoder import EncoderDecoder, Seq2SeqState
 from formers.nn.feed_forward import FeedForward, GatedFeedForward
 from formers.nn.kernels import eager_attention
-from formers.nn.kv_cache import KVCache, StaticKVCache
+from formers.nn.kv_cache import KVCache, LayerCache, StaticKVCache
 from formers.nn.layers import DecoderLayer
 from formers.nn.mechanism import SoftmaxAttention
 from formers.nn.stacks import Decoder
@@ -153,16 +153,24 @@ class _Attention:
         return self.attend(self.split(self.q(x), self.heads), k, v, mask)
 
 
-# attention -> (its q, k, v layers' packed weights, their fused layer): made once per weights
+# attention -> (its q, k, v layers' packed weights, their fused layer): made once per weights.
+# The packed weights are held, not their ids: loading a state dict packs new ones in place of
+# the old, and an id could come back for other weights.
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _packed(linear: nn.Module) -> object:
+    """What changes when an int8 layer gets new weights: its packed weights (else the layer)."""
+    params = getattr(linear, "_packed_params", None)
+    return linear if params is None else params._packed_params
 
 
 def _fused_qkv(attention: MultiHeadAttention) -> Rows | None:
     linears = (attention.q_proj, attention.k_proj, attention.v_proj)
-    key = tuple(id(getattr(m, "_packed_params", m)) for m in linears)
+    weights = tuple(_packed(m) for m in linears)
     known = _FUSED.get(attention)
-    if known is None or known[0] != key:
-        known = _FUSED[attention] = (key, fuse_int8(linears))
+    if known is None or any(a is not b for a, b in zip(known[0], weights, strict=True)):
+        known = _FUSED[attention] = (weights, fuse_int8(linears))
     return known[1]
 
 
@@ -190,7 +198,7 @@ class _Layer:
     cross_attn: _Attention | None
     feed_forward: Rows
 
-    def step(self, x: Tensor, caches, memory_mask: Tensor | None) -> Tensor:
+    def step(self, x: Tensor, caches: LayerCache, memory_mask: Tensor | None) -> Tensor:
         """``(b, 1, d)`` -> ``(b, 1, d)``: the layer's residual arrangements around its three
         sublayers, as :meth:`DecoderLayer.forward` with a one-token cache."""
         layer, b, d = self.layer, x.size(0), x.size(-1)
