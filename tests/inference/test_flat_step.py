@@ -12,9 +12,11 @@ import torch
 from formers.decoding import beam_search, greedy_search, sample
 from formers.inference import gemm
 from formers.inference.flat_step import (
+    FlatLMStep,
     FlatState,
     FlatStepDecoder,
     fast_decodable,
+    flat_lm_unsupported,
     flat_step_unsupported,
 )
 from formers.inference.int8 import quantize_int8
@@ -252,3 +254,87 @@ def test_translate_decodes_with_the_flat_step(monkeypatch, model_steps):
         assert model_steps  # the model's own steps, this time
         assert [[t.text for t in hyps] for hyps in ours] == [[t.text for t in h] for h in theirs]
         flat_steps.clear(), model_steps.clear()
+
+
+# --- decoder-only models: FlatLMStep, what generate decodes with ---------------------------
+
+
+def _lm(std: float = 0.4, **overrides):
+    from formers.models.gpt import GPTConfig, build_gpt
+
+    torch.manual_seed(1)
+    cfg = GPTConfig(
+        vocab_size=40, d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.0,
+        attention_dropout=0.0, context_length=24, bos_id=1, eos_id=None, **overrides,
+    )  # fmt: skip
+    model = build_gpt(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=std)
+    return model
+
+
+LM_ARRANGEMENTS = {
+    "gpt2": {},
+    "llama without rotary": dict(
+        num_kv_heads=2, activation="swiglu", norm="rmsnorm", tie_output=False, bias=False
+    ),
+}
+
+
+@pytest.mark.parametrize("arrangement", sorted(LM_ARRANGEMENTS))
+@pytest.mark.parametrize("kind", ["float", "numpy", "int8"])
+def test_flat_lm_step_decodes_as_the_model(monkeypatch, arrangement, kind):
+    """Logits of a prompt, then of one token at a time, equal the model's own bit for bit."""
+    monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
+    model = _lm(**LM_ARRANGEMENTS[arrangement])
+    model = {"float": lambda m: m, "numpy": lambda m: use_inference_layout(m, "numpy"),
+             "int8": quantize_int8}[kind](model)  # fmt: skip
+    flat = FlatLMStep(model)
+    model_steps = []
+    real = type(model).decode
+    monkeypatch.setattr(
+        type(model), "decode", lambda s, t, c: model_steps.append(t.size(1)) or real(s, t, c)
+    )
+    prompt, steps = (
+        torch.tensor([[1, 5, 6, 7], [1, 8, 9, 10]]),
+        torch.tensor([[3, 4], [5, 6], [7, 8]]),
+    )
+    with torch.inference_mode():
+        ours, theirs = model.new_cache(), model.new_cache()
+        assert torch.equal(flat.decode(prompt, ours), real(model, prompt, theirs))
+        for step in steps:
+            assert torch.equal(flat.decode(step[:, None], ours), real(model, step[:, None], theirs))
+    assert model_steps == [4]  # the prompt went to the model, the single tokens did not
+
+
+def test_generate_decodes_with_the_flat_step(monkeypatch):
+    from formers.inference.generate import generate
+
+    model = _lm()
+    flat_steps = []
+    real = FlatLMStep.decode
+    monkeypatch.setattr(
+        FlatLMStep, "decode", lambda s, t, c: flat_steps.append(t.size(1)) or real(s, t, c)
+    )
+    for options in (dict(temperature=0), dict(temperature=0.9, top_k=10, seed=3)):
+        ours = generate(model, [1, 5, 6], max_new_tokens=12, **options)
+        with monkeypatch.context() as without:
+            without.setattr(
+                sys.modules["formers.inference.generate"], "fast_lm_decode", lambda m: m.decode
+            )
+            assert generate(model, [1, 5, 6], max_new_tokens=12, **options) == ours
+    assert flat_steps.count(1) == 2 * 11  # every token after the prompt's
+
+
+def test_lm_models_the_flat_step_cannot_run_are_named_and_kept():
+    from formers.inference.flat_step import fast_lm_decode
+
+    model = _lm(positions="rotary")
+    assert "'rotary' position scheme" in flat_lm_unsupported(model)
+    with pytest.raises(ValueError, match="cannot run this model"):
+        FlatLMStep(model)
+    assert fast_lm_decode(model) == model.decode
+    assert "EncoderDecoder is not a DecoderOnlyLM" in flat_lm_unsupported(_model())
+    assert "DecoderOnlyLM is not an EncoderDecoder" in flat_step_unsupported(_lm())

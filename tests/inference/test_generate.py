@@ -74,16 +74,14 @@ def test_a_prompt_that_fills_the_context_exactly(model):
     )
 
 
-def test_the_prompt_is_read_in_one_pass_then_one_token_per_step(model, monkeypatch):
+def test_the_prompt_is_read_in_one_pass_then_one_token_per_step(model):
+    """Counted at the embedding, which every pass reads (the model's own and the flat step)."""
     lengths = []
-    decode = model.decode
-
-    def counting_decode(tokens, cache):
-        lengths.append(tokens.size(1))
-        return decode(tokens, cache)
-
-    monkeypatch.setattr(model, "decode", counting_decode)
-    generate(model, [4, 5, 6, 7, 8], max_new_tokens=6, temperature=0)
+    hook = model.embed.register_forward_hook(lambda m, args, out: lengths.append(out.size(1)))
+    try:
+        generate(model, [4, 5, 6, 7, 8], max_new_tokens=6, temperature=0)
+    finally:
+        hook.remove()
     assert lengths == [5, 1, 1, 1, 1, 1]  # the last token needs no forward pass
 
 

@@ -29,11 +29,16 @@ Deviations from ``decode_step``, none of which changes a result:
 - a step of more than one token, a cache holding padded prompts, a model in training mode, or
   gradients enabled go to the model's own ``decode_step`` (the same state serves both).
 
-Models it cannot run (named by :func:`flat_step_unsupported`): decoder layers other than
+:class:`FlatLMStep` does the same for a :class:`~formers.nn.DecoderOnlyLM`'s one-token
+:meth:`~formers.nn.DecoderOnlyLM.decode` (no cross-attention); :func:`formers.inference.generate`
+decodes with it (:func:`fast_lm_decode`).
+
+Models it cannot run (named by :func:`flat_step_unsupported` and
+:func:`flat_lm_unsupported`): decoder layers other than
 :class:`~formers.nn.layers.DecoderLayer`, attention other than the softmax of
 :class:`~formers.nn.attention.MultiHeadAttention` with the ``sdpa`` or ``eager`` kernel, or
-attention with a position scheme (rotary, relative: T5, Shaw). :func:`fast_decodable` gives
-those models back unchanged.
+attention with a position scheme (rotary, relative: T5, Shaw). :func:`fast_decodable` and
+:func:`fast_lm_decode` give those models (their own step) back unchanged.
 
 Shapes: b rows (sentences times beams), d model width, h query heads, g key/value heads, dh head
 dim, s source length, t cached target length, V vocabulary.
@@ -52,10 +57,11 @@ from torch import Tensor, nn
 from formers.inference.gemm import row_product
 from formers.inference.int8 import fuse_int8
 from formers.nn.attention import MultiHeadAttention
+from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.encoder_decoder import EncoderDecoder, Seq2SeqState
 from formers.nn.feed_forward import FeedForward, GatedFeedForward
 from formers.nn.kernels import eager_attention
-from formers.nn.kv_cache import KVCache, LayerCache, StaticKVCache
+from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 from formers.nn.layers import DecoderLayer
 from formers.nn.mechanism import SoftmaxAttention
 from formers.nn.stacks import Decoder
@@ -63,18 +69,38 @@ from formers.nn.stacks import Decoder
 Rows = Callable[[Tensor], Tensor]  # (N, in) -> (N, out)
 _KERNELS = ("sdpa", "eager")  # the softmax kernels (eq. 1)
 _STEP_METHODS = ("decode_step", "decode", "decode_hidden", "init_decoding")
+_LM_METHODS = ("decode", "_logits", "_hidden", "new_cache")
 
 
 def flat_step_unsupported(model: nn.Module) -> str | None:
     """Why :class:`FlatStepDecoder` cannot run ``model``'s step, or ``None`` if it can."""
     if not isinstance(model, EncoderDecoder):
         return f"{type(model).__name__} is not an EncoderDecoder"
-    for name in _STEP_METHODS:
-        if getattr(type(model), name) is not getattr(EncoderDecoder, name):
-            return f"{type(model).__name__} overrides EncoderDecoder.{name}"
-    if type(model.decoder) is not Decoder:
-        return f"the decoder is a {type(model.decoder).__name__}, not a Decoder"
-    for i, layer in enumerate(model.decoder.layers.steps()):
+    return _methods_overridden(model, EncoderDecoder, _STEP_METHODS) or _decoder_unsupported(
+        model.decoder
+    )
+
+
+def flat_lm_unsupported(model: nn.Module) -> str | None:
+    """Why :class:`FlatLMStep` cannot run ``model``'s step, or ``None`` if it can."""
+    if not isinstance(model, DecoderOnlyLM):
+        return f"{type(model).__name__} is not a DecoderOnlyLM"
+    return _methods_overridden(model, DecoderOnlyLM, _LM_METHODS) or _decoder_unsupported(
+        model.decoder
+    )
+
+
+def _methods_overridden(model: nn.Module, base: type, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if getattr(type(model), name) is not getattr(base, name):
+            return f"{type(model).__name__} overrides {base.__name__}.{name}"
+    return None
+
+
+def _decoder_unsupported(decoder: nn.Module) -> str | None:
+    if type(decoder) is not Decoder:
+        return f"the decoder is a {type(decoder).__name__}, not a Decoder"
+    for i, layer in enumerate(decoder.layers.steps()):
         if type(layer) is not DecoderLayer:
             return f"decoder layer {i} is a {type(layer).__name__}, not a DecoderLayer"
         for role in ("self_attn", "cross_attn"):
@@ -214,6 +240,26 @@ class _Layer:
         return layer.ff_residual.merge(x, self.feed_forward(h).view(b, 1, d))
 
 
+def _plan(decoder: Decoder, like: Tensor) -> list[_Layer]:
+    """Each step of ``decoder``'s stack, its products bound to its weights as they are now."""
+    return [
+        _Layer(
+            layer,
+            _Attention.of(layer.self_attn, like, fuse=True),
+            None if layer.cross_attn is None else _Attention.of(layer.cross_attn, like),
+            _feed_forward(layer.feed_forward, like),
+        )  # fmt: skip
+        for layer in decoder.layers.steps()
+    ]
+
+
+def _run(layers: list[_Layer], cache: DecoderCache, x: Tensor, mask: Tensor | None) -> Tensor:
+    """``(b, 1, d)`` through every layer, each with its own cache."""
+    for layer, caches in zip(layers, cache.layers, strict=True):
+        x = layer.step(x, caches, mask)
+    return x
+
+
 @dataclass
 class FlatState(Seq2SeqState):
     """:class:`~formers.nn.encoder_decoder.Seq2SeqState` with the flat step's plan for this
@@ -248,7 +294,6 @@ class FlatStepDecoder:
         src_mask = model.source_mask(src)
         memory = model.encode(src, src_mask)
         cache = model.decoder.new_cache()
-        layers = []
         for layer, caches in zip(model.decoder.layers.steps(), cache.layers, strict=True):
             cross = layer.cross_attn
             if cross is not None:
@@ -256,13 +301,9 @@ class FlatStepDecoder:
                 k, v = (proj(memory).view(b, s, cross.num_kv_heads, cross.head_dim).transpose(1, 2)
                         for proj in (cross.k_proj, cross.v_proj))  # fmt: skip  # (b, g, s, dh)
                 caches.cross_attn.update(k, v)
-            layers.append(_Layer(
-                layer, _Attention.of(layer.self_attn, memory, fuse=True),
-                None if cross is None else _Attention.of(cross, memory),
-                _feed_forward(layer.feed_forward, memory),
-            ))  # fmt: skip
         return FlatState(
-            None, src_mask, (src != model.pad_id).sum(dim=1), cache, layers=layers,
+            None, src_mask, (src != model.pad_id).sum(dim=1), cache,
+            layers=_plan(model.decoder, memory),
             generator=row_product(model.generator, memory), memory_padded=not bool(src_mask.all()),
         )  # fmt: skip
 
@@ -277,12 +318,55 @@ class FlatStepDecoder:
             return model.decode_step(tokens, state)
         x = model.tgt_embed(tokens, state.cache.length)  # (b, 1, d)
         mask = state.memory_mask if state.memory_padded else None  # (b, 1, 1, s)
-        for layer, caches in zip(state.layers, state.cache.layers, strict=True):
-            x = layer.step(x, caches, mask)
-        x = model.decoder.final_norm(x)
+        x = model.decoder.final_norm(_run(state.layers, state.cache, x, mask))
         return state.generator(x.view(x.size(0), x.size(-1)))  # (b, V)
+
+
+class FlatLMStep:
+    """A :class:`~formers.nn.DecoderOnlyLM`'s :meth:`~formers.nn.DecoderOnlyLM.decode`, flat
+    for one-token steps (as :class:`FlatStepDecoder`, without cross-attention): what
+    :func:`formers.inference.generate` decodes with. The products are bound to the weights at
+    the first one-token step; a step of several tokens (the prompt), a cache with padded
+    prompts or segment memory, training mode or enabled gradients go to the model.
+
+    Args:
+        model: a ``DecoderOnlyLM`` the flat step supports.
+
+    Raises:
+        ValueError: a model it cannot run, with the reason (:func:`flat_lm_unsupported`).
+    """
+
+    def __init__(self, model: DecoderOnlyLM) -> None:
+        reason = flat_lm_unsupported(model)
+        if reason is not None:
+            raise ValueError(f"the flat decoding step cannot run this model: {reason}")
+        self.model = model
+        self._plan: tuple[list[_Layer], Rows] | None = None
+
+    def decode(self, tokens: Tensor, cache: DecoderCache) -> Tensor:
+        """``(b, t_new)`` new tokens -> ``(b, t_new, V)`` logits, ``cache`` updated."""
+        model = self.model
+        flat = (
+            tokens.size(1) == 1 and type(cache) is DecoderCache and cache.keys is None
+            and not model.training and not torch.is_grad_enabled()
+        )  # fmt: skip
+        if not flat:
+            return model.decode(tokens, cache)
+        model._check_length(cache.length + 1)
+        x = model.embed(tokens, cache.length)  # (b, 1, d)
+        if self._plan is None:
+            self._plan = _plan(model.decoder, x), row_product(model.generator, x)
+        layers, generator = self._plan
+        x = model.decoder.final_norm(_run(layers, cache, x, None))
+        return generator(x.view(x.size(0), x.size(-1))).unsqueeze(1)  # (b, 1, V)
 
 
 def fast_decodable(model: nn.Module) -> nn.Module | FlatStepDecoder:
     """``model`` wrapped in a :class:`FlatStepDecoder` when it supports one, else ``model``."""
     return model if flat_step_unsupported(model) is not None else FlatStepDecoder(model)
+
+
+def fast_lm_decode(model: nn.Module) -> Callable[[Tensor, DecoderCache], Tensor]:
+    """``decode(tokens, cache)``: a :class:`FlatLMStep`'s when ``model`` supports one, else the
+    model's own."""
+    return model.decode if flat_lm_unsupported(model) is not None else FlatLMStep(model).decode

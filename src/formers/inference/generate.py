@@ -23,6 +23,7 @@ from torch import Tensor
 
 from formers.decoding.options import check_option, option_label
 from formers.decoding.sequential import filter_logits
+from formers.inference.flat_step import fast_lm_decode
 from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.modes import evaluating
 from formers.nn.recurrent_lm import RecurrentLM
@@ -147,9 +148,10 @@ def _stream(
         probs = logits.softmax(dim=-1)
         return int(torch.multinomial(probs, 1, generator=generator))
 
+    decode = fast_lm_decode(model)  # the flat step for one-token steps, where it can run
     with evaluating(model):  # the caller's mode is back before each yield
         ids = torch.tensor([tokens], dtype=torch.long, device=device)  # (1, t)
-        logits = model.decode(ids, cache)[:, -1]  # the whole prompt in one pass: (1, V)
+        logits = decode(ids, cache)[:, -1]  # the whole prompt in one pass: (1, V)
         token = choose(logits)
     for step in range(max_new_tokens):
         yield token
@@ -159,7 +161,7 @@ def _stream(
         with evaluating(model):
             if cache is not None and cache.length < context:
                 new = torch.tensor([[token]], dtype=torch.long, device=device)  # (1, 1)
-                logits = model.decode(new, cache)[:, -1]
+                logits = decode(new, cache)[:, -1]
             else:
                 cache = None  # the window slides from here on: recompute over it every step
                 window = torch.tensor([tokens[-context:]], dtype=torch.long, device=device)
