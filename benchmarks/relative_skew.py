@@ -92,9 +92,8 @@ def measure(method: str, length: int, dim: int, repeats: int) -> dict[str, Any]:
         "materialized_mb": round(materialized_bytes(method, length, dim) / MB, 1),
         "output_mb": round(out.numel() * 4 / MB, 1),
         # what represents the relative positions: R, one vector a pair, or E, one a distance
-        "relative_embeddings_mb": round(
-            4 * dim * length * (length if method == "explicit" else 1) / MB, 4
-        ),  # fmt: skip
+        "relative_embeddings_mb": round(4 * dim * length * (length if method == "explicit"
+                                                            else 1) / MB, 4),  # fmt: skip
         "ms": round(1e3 * statistics.median(times), 1),
         "agrees_with_other_method": bool(torch.allclose(mine[small], reference[small], atol=1e-4)),
         "finite": bool(torch.isfinite(out[lower]).all()),
@@ -139,14 +138,8 @@ def main() -> None:
         "torch_version": torch.__version__,
         "git": git_info(),
         "load_average_1_5_15_min": load_average(),
-        "setup": {
-            "heads": 1,
-            "batch": 1,
-            "head_dim": args.dim,
-            "dtype": "float32",
-            "threads": 1,
-            "distances": "causal, -(L-1) .. 0",
-        },  # fmt: skip
+        "setup": {"heads": 1, "batch": 1, "head_dim": args.dim, "dtype": "float32",
+                  "threads": 1, "distances": "causal, -(L-1) .. 0"},  # fmt: skip
         "results": rows,
         "runtime_s": round(time.perf_counter() - start, 1),
     }
