@@ -111,6 +111,12 @@ def _decoder_unsupported(decoder: nn.Module) -> str | None:
     return None
 
 
+def _refuse(reason: str | None) -> None:
+    """Raise :class:`ValueError` with ``reason``, unless it is ``None`` (the model is supported)."""
+    if reason is not None:
+        raise ValueError(f"the flat decoding step cannot run this model: {reason}")
+
+
 def _attention_unsupported(attention: nn.Module) -> str | None:
     if type(attention) is not MultiHeadAttention:
         return f"a {type(attention).__name__}, not a MultiHeadAttention"
@@ -282,29 +288,26 @@ class FlatStepDecoder:
     """
 
     def __init__(self, model: EncoderDecoder) -> None:
-        reason = flat_step_unsupported(model)
-        if reason is not None:
-            raise ValueError(f"the flat decoding step cannot run this model: {reason}")
+        _refuse(flat_step_unsupported(model))
         self.model = model
         self.pad_id, self.bos_id, self.eos_id = model.pad_id, model.bos_id, model.eos_id
 
     def init_decoding(self, src: Tensor) -> FlatState:
-        """Encode ``(b, s)`` sources and project every layer's cross-attention keys/values."""
+        """Encode ``(b, s)`` sources (the model's own :meth:`~formers.nn.EncoderDecoder.
+        init_decoding`) and project every layer's cross-attention keys/values."""
         model = self.model
-        src_mask = model.source_mask(src)
-        memory = model.encode(src, src_mask)
-        cache = model.decoder.new_cache()
+        state = model.init_decoding(src)
+        memory, cache = state.memory, state.cache
         for layer, caches in zip(model.decoder.layers.steps(), cache.layers, strict=True):
             cross = layer.cross_attn
             if cross is not None:
-                b, s, _ = memory.shape
-                k, v = (proj(memory).view(b, s, cross.num_kv_heads, cross.head_dim).transpose(1, 2)
+                k, v = (cross._split(proj(memory), cross.num_kv_heads)
                         for proj in (cross.k_proj, cross.v_proj))  # fmt: skip  # (b, g, s, dh)
                 caches.cross_attn.update(k, v)
         return FlatState(
-            None, src_mask, (src != model.pad_id).sum(dim=1), cache,
-            layers=_plan(model.decoder, memory),
-            generator=row_product(model.generator, memory), memory_padded=not bool(src_mask.all()),
+            None, state.memory_mask, state.src_lengths, cache,
+            layers=_plan(model.decoder, memory), generator=row_product(model.generator, memory),
+            memory_padded=not bool(state.memory_mask.all()),
         )  # fmt: skip
 
     def decode_step(self, tokens: Tensor, state: Seq2SeqState) -> Tensor:
@@ -337,9 +340,7 @@ class FlatLMStep:
     """
 
     def __init__(self, model: DecoderOnlyLM) -> None:
-        reason = flat_lm_unsupported(model)
-        if reason is not None:
-            raise ValueError(f"the flat decoding step cannot run this model: {reason}")
+        _refuse(flat_lm_unsupported(model))
         self.model = model
         self._plan: tuple[list[_Layer], Rows] | None = None
 
