@@ -24,6 +24,7 @@ from formers.inference.layout import use_inference_layout
 from formers.inference.translate import translate
 from formers.nn.encoder_decoder import EncoderDecoder
 from formers.nn.kernels import eager_attention
+from formers.nn.norms import PostNormResidual
 from inference.helpers import SENTENCES, WordTokenizer, tiny_gpt, tiny_model
 
 # padded sources: the cross-attention needs the source mask
@@ -37,6 +38,7 @@ ARRANGEMENTS = {
         norm="rmsnorm", norm_first=True, activation="swiglu", bias=False
     ),
     "mqa learned positions": dict(num_heads=4, num_kv_heads=1, positions="learned"),
+    "post-norm rmsnorm": dict(norm="rmsnorm", num_decoder_layers=2),
     "gqa untied eager": dict(
         num_heads=4,
         num_kv_heads=2,
@@ -148,6 +150,30 @@ def test_flat_step_of_a_shared_layer_stack():
     model.decoder.layers = SharedLayerStack(model.decoder.layers[0], 3)
     for decode in _searches(SRC).values():
         _same(decode(FlatStepDecoder(model)), decode(model))
+
+
+class _HalfResidual(PostNormResidual):
+    """Another arrangement: ``norm(x + y / 2)``."""
+
+    calls = 0
+
+    def merge(self, x, y):
+        _HalfResidual.calls += 1
+        return super().merge(x, y / 2)
+
+
+def test_another_residual_arrangement_is_called_as_its_module():
+    """The standard arrangements are written out in the flat step; a subclass is not one of
+    them and keeps its own merge."""
+    model = _model()
+    for layer in model.decoder.layers:
+        old = layer.ff_residual
+        layer.ff_residual = _HalfResidual(old.norm)
+    expected = _searches(SRC)["greedy"](model)
+    calls = _HalfResidual.calls
+    _same(_searches(SRC)["greedy"](FlatStepDecoder(model)), expected)
+    assert _HalfResidual.calls > calls  # the flat step called it
+    assert not torch.equal(expected.scores, _searches(SRC)["greedy"](_model()).scores)
 
 
 def test_weights_changed_between_decodes_are_seen(monkeypatch):

@@ -13,10 +13,12 @@ attention, the residual merges and the activation. It is a
 
 It reuses the model's own parts and state: the state is the model's
 :class:`~formers.nn.encoder_decoder.Seq2SeqState` (its caches, reordered as usual), the
-embedding, norms, residual arrangements and non-standard layers are called as modules, and the
-products run through :func:`formers.inference.gemm.row_product` (NumPy's, checked once per
-decode rather than per layer, where the model uses :class:`~formers.inference.gemm.NumpyLinear`).
-So outputs equal the model's, bit for bit on the same backend (tested).
+embedding and non-standard layers are called as modules, the two standard residual
+arrangements (post- and pre-norm) are the functional calls their modules make (any other is
+called as its module), and the products run through
+:func:`formers.inference.gemm.row_product` (NumPy's, checked once per decode rather than per
+layer, where the model uses :class:`~formers.inference.gemm.NumpyLinear`). So outputs equal
+the model's, bit for bit on the same backend (tested).
 
 Deviations from ``decode_step``, none of which changes a result:
 
@@ -64,9 +66,11 @@ from formers.nn.kernels import eager_attention
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 from formers.nn.layers import DecoderLayer
 from formers.nn.mechanism import SoftmaxAttention
+from formers.nn.norms import PostNormResidual, PreNormResidual
 from formers.nn.stacks import Decoder
 
 Rows = Callable[[Tensor], Tensor]  # (N, in) -> (N, out)
+Merge = Callable[[Tensor, Tensor], Tensor]  # (stream, sublayer output) -> stream
 _KERNELS = ("sdpa", "eager")  # the softmax kernels (eq. 1)
 _STEP_METHODS = ("decode_step", "decode", "decode_hidden", "init_decoding")
 _LM_METHODS = ("decode", "_logits", "_hidden", "new_cache")
@@ -223,38 +227,77 @@ def _feed_forward(module: nn.Module, like: Tensor) -> Rows:
     return module
 
 
+def _norm(module: nn.Module) -> Rows:
+    """A norm as a function: PyTorch's ``LayerNorm`` and ``RMSNorm`` as the functional call
+    their ``forward`` makes (with the module's parameters, so in-place changes show), any
+    other module as itself."""
+    if type(module) is nn.LayerNorm:
+        shape, weight, bias, eps = module.normalized_shape, module.weight, module.bias, module.eps
+        return lambda x: F.layer_norm(x, shape, weight, bias, eps)
+    if type(module) is nn.RMSNorm:
+        shape, weight, eps = module.normalized_shape, module.weight, module.eps
+        return lambda x: F.rms_norm(x, shape, weight, eps)
+    return module
+
+
+@dataclass
+class _Residual:
+    """A residual arrangement (:mod:`formers.nn.norms`) as two functions, ``sublayer_input``
+    (``None``: the stream itself) and ``merge``. The two standard ones are written out without
+    their module calls and their dropout, which is the identity in eval mode (the flat step
+    runs only then); any other arrangement is called as its module."""
+
+    sublayer_input: Rows | None
+    merge: Merge
+
+    @classmethod
+    def of(cls, residual: nn.Module) -> _Residual:
+        if type(residual) is PostNormResidual:  # norm(x + dropout(y))
+            norm = _norm(residual.norm)
+            return cls(None, lambda x, y: norm(x + y))
+        if type(residual) is PreNormResidual:  # x + dropout(y), the sublayer reads norm(x)
+            return cls(_norm(residual.norm), torch.add)
+        return cls(residual.sublayer_input, residual.merge)
+
+    def around(self, x: Tensor, sublayer: Rows) -> Tensor:
+        """``(b, 1, d)`` -> ``(b, 1, d)``: ``sublayer`` (of ``(b, d)`` rows) with its residual."""
+        b, d = x.size(0), x.size(-1)
+        h = x if self.sublayer_input is None else self.sublayer_input(x)
+        return self.merge(x, sublayer(h.view(b, d)).view(b, 1, d))
+
+
 @dataclass
 class _Layer:
-    layer: DecoderLayer
     self_attn: _Attention
     cross_attn: _Attention | None
     feed_forward: Rows
+    residuals: tuple[_Residual, _Residual | None, _Residual]  # self, cross, feed-forward
 
     def step(self, x: Tensor, caches: LayerCache, memory_mask: Tensor | None) -> Tensor:
         """``(b, 1, d)`` -> ``(b, 1, d)``: the layer's residual arrangements around its three
         sublayers, as :meth:`DecoderLayer.forward` with a one-token cache."""
-        layer, b, d = self.layer, x.size(0), x.size(-1)
-        h = layer.self_residual.sublayer_input(x).view(b, d)
-        x = layer.self_residual.merge(
-            x, self.self_attn.self_attention(h, caches.self_attn).view(b, 1, d)
-        )
+        self_res, cross_res, ff_res = self.residuals
+        x = self_res.around(x, lambda h: self.self_attn.self_attention(h, caches.self_attn))
         if self.cross_attn is not None:
-            h = layer.cross_residual.sublayer_input(x).view(b, d)
-            y = self.cross_attn.cross_attention(h, caches.cross_attn, memory_mask)
-            x = layer.cross_residual.merge(x, y.view(b, 1, d))
-        h = layer.ff_residual.sublayer_input(x).view(b, d)
-        return layer.ff_residual.merge(x, self.feed_forward(h).view(b, 1, d))
+            x = cross_res.around(
+                x, lambda h: self.cross_attn.cross_attention(h, caches.cross_attn, memory_mask)
+            )
+        return ff_res.around(x, self.feed_forward)
 
 
 def _plan(decoder: Decoder, like: Tensor) -> list[_Layer]:
     """Each step of ``decoder``'s stack, its products bound to its weights as they are now."""
     return [
         _Layer(
-            layer,
             _Attention.of(layer.self_attn, like, fuse=True),
             None if layer.cross_attn is None else _Attention.of(layer.cross_attn, like),
             _feed_forward(layer.feed_forward, like),
-        )  # fmt: skip
+            (
+                _Residual.of(layer.self_residual),
+                None if layer.cross_residual is None else _Residual.of(layer.cross_residual),
+                _Residual.of(layer.ff_residual),
+            ),
+        )
         for layer in decoder.layers.steps()
     ]
 
