@@ -6,6 +6,8 @@ same weights as ``runtimes.py`` (the base-sized Marian-shaped model, 1 thread, e
   decoding step ``formers translate`` uses (:func:`formers.inference.layout.use_inference_layout`;
   NumPy's OpenBLAS on an AMD CPU, :mod:`formers.inference.gemm`;
   :class:`formers.inference.flat_step.FlatStepDecoder`);
+- ``ordinary-pages``: ``formers`` with the column-major weights in ordinary memory, not the
+  block advised as transparent huge pages (``use_inference_layout(..., huge_pages=False)``);
 - ``module-step``: the same without the flat step: the model's own ``decode_step`` through its
   modules (formers before the flat step; the attempts below are built on it);
 - ``mkl-column-major``: the same layout, multiplied by PyTorch (MKL; ``FORMERS_GEMM=torch``);
@@ -71,8 +73,8 @@ from formers.inference.gemm import cpu_vendor, gemm_backend, numpy_blas_name
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 
 ATTEMPTS = (
-    "formers", "module-step", "mkl-column-major", "standard-layout", "onednn-packed", "fused-qkv",
-    "static-cache", "static-cache-compiled",
+    "formers", "ordinary-pages", "module-step", "mkl-column-major", "standard-layout",
+    "onednn-packed", "fused-qkv", "static-cache", "static-cache-compiled",
 )  # fmt: skip
 
 
@@ -290,6 +292,7 @@ def build(
 
     base = load_hf(marian_model(args)).eval()
     ours = use_inference_layout(copy.deepcopy(base))
+    ordinary = use_inference_layout(copy.deepcopy(base), huge_pages=False)
     mkl = use_inference_layout(copy.deepcopy(base), "torch")
     fused = fuse_self_attention(use_inference_layout(copy.deepcopy(base), "numpy"))
     packed = pack_linears(copy.deepcopy(base), args.batch_size)
@@ -316,7 +319,8 @@ def build(
         return decode
 
     attempts = {
-        "formers": searched(fast_decodable(ours)), "module-step": searched(ours),
+        "formers": searched(fast_decodable(ours)),
+        "ordinary-pages": searched(fast_decodable(ordinary)), "module-step": searched(ours),
         "mkl-column-major": searched(mkl),
         "standard-layout": searched(base), "onednn-packed": searched(packed),
         "fused-qkv": searched(fused), "static-cache": static(step),

@@ -1,12 +1,18 @@
 """use_inference_layout: same function, weights column-major, saving and training still work."""
 
 import copy
+import gc
+import mmap
+from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
 from formers.decoding import beam_search, greedy_search
+from formers.inference import layout
 from formers.inference.layout import (
+    standard_layout,
     use_inference_layout,
     use_standard_layout,
     uses_inference_layout,
@@ -130,3 +136,80 @@ def test_loading_into_a_converted_model_keeps_its_layout(tmp_path):
     assert uses_inference_layout(target)
     for p, q in zip(source.parameters(), target.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_converted_weights_share_one_block_each_on_a_cache_line():
+    model = use_inference_layout(decisive_model())
+    weights = [lin.weight for lin in _linears(model)]
+    assert len({w.untyped_storage().data_ptr() for w in weights}) == 1, "one block"
+    assert all(w.data_ptr() % layout._LINE == 0 for w in weights)
+    starts = sorted({w.data_ptr() for w in weights})
+    assert len(starts) == len({id(w) for w in weights}), "no two weights overlap at the start"
+
+
+def _advised_huge(address: int) -> bool:
+    """Whether the mapping holding ``address`` carries the huge-page advice (``hg``)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(x, 16) for x in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "VmFlags:":
+            return "hg" in line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+linux_only = pytest.mark.skipif(
+    not hasattr(mmap, "MADV_HUGEPAGE") or not Path("/proc/self/smaps").exists(),
+    reason="huge-page advice is a Linux feature",
+)
+
+
+@linux_only
+def test_huge_page_memory_is_aligned_advised_and_outlives_its_mapping_name():
+    memory = layout._huge_page_memory(3 * layout._HUGE_PAGE + 5)
+    assert memory.numel() == 3 * layout._HUGE_PAGE + 5
+    assert memory.data_ptr() % layout._HUGE_PAGE == 0
+    assert _advised_huge(memory.data_ptr())
+    memory.fill_(7)
+    gc.collect()  # the mmap object has no name left; the tensor keeps it mapped
+    assert int(memory[-1]) == 7 and int(memory.sum()) == 7 * memory.numel()
+    small = layout._huge_page_memory(1000)
+    assert not _advised_huge(small.data_ptr()), "below one huge page: ordinary memory"
+
+
+@linux_only
+@torch.inference_mode(False)
+def test_a_model_in_huge_page_memory_decodes_saves_copies_and_trains(monkeypatch, tmp_path):
+    """The tiny model's weights are far below a huge page: with the threshold lowered to one
+    page they take the mapped, advised path that a base-sized model takes."""
+    monkeypatch.setattr(layout, "_HUGE_PAGE", mmap.PAGESIZE)
+    standard = decisive_model()
+    model = use_inference_layout(copy.deepcopy(standard))
+    assert _advised_huge(_linears(model)[0].weight.data_ptr())
+    options = dict(max_len_a=1.0, max_len_b=6)
+    with torch.inference_mode():
+        expected = greedy_search(standard, SRC, **options).tokens
+        assert torch.equal(greedy_search(model, SRC, **options).tokens, expected)
+        twin = copy.deepcopy(model)
+        assert torch.equal(greedy_search(twin, SRC, **options).tokens, expected)
+    loaded, _, _ = load_model(save_checkpoint(tmp_path / "ckpt", model, model.config.to_dict()))
+    for p, q in zip(standard.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with standard_layout(model):
+        assert all(lin.weight.is_contiguous() for lin in _linears(model))
+    assert _advised_huge(_linears(model)[0].weight.data_ptr()), "back in a block afterwards"
+    model.train()
+    tgt = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 10], [1, 11, 12, 13]])
+    model(SRC, tgt).logsumexp(-1).mean().backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not torch.equal(_linears(model)[0].weight, _linears(standard)[0].weight)
+
+
+@linux_only
+def test_huge_pages_can_be_left_out(monkeypatch):
+    monkeypatch.setattr(layout, "_HUGE_PAGE", mmap.PAGESIZE)
+    model = use_inference_layout(decisive_model(), huge_pages=False)
+    assert uses_inference_layout(model)
+    assert not _advised_huge(_linears(model)[0].weight.data_ptr())

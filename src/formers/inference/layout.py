@@ -16,6 +16,18 @@ It also picks the library that multiplies (:func:`formers.inference.gemm.use_gem
 where MKL is slow, NumPy's OpenBLAS at one thread. OpenBLAS reads this layout's ``W.T`` as a
 contiguous operand too (10-20% faster than the transposed one in a one-off measurement).
 
+The converted weights share one block of memory, each starting on a cache line, and on Linux
+that block asks for transparent huge pages (``madvise(MADV_HUGEPAGE)``; where the kernel does
+not grant them it is ordinary memory). A decoding step streams every weight from memory once
+per token, and with 4 KiB pages the hardware prefetcher stops at every page boundary. On one
+core of the 2-core EPYC, the 49 products of a base-sized decoder step at one row (weights out
+of cache) took 6.3 ms with a separate allocation per weight, 6.0 ms in one block of ordinary
+pages and 5.6 ms in one block of huge pages; whole greedy and beam-4 decodes with the flat
+step ran 1.08-1.11x faster at one sentence than with separate allocations, and as fast at 32
+sentences (0.98-1.03x; interleaved one-off runs). ``benchmarks/decode_attempts.py`` measures
+the huge pages alone as ``ordinary-pages``; ``use_inference_layout(model, huge_pages=False)``
+leaves them out.
+
 Saving works as before (safetensors writes contiguous copies), loading into such a model keeps its
 layout, and :func:`use_standard_layout` converts back. Code that calls ``weight.view(...)`` on a
 converted weight fails (it is not contiguous); nothing in formers does.
@@ -23,10 +35,12 @@ converted weight fails (it is not contiguous); nothing in formers does.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from formers.inference.gemm import use_gemm
 
@@ -40,24 +54,70 @@ def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
             yield module.weight
 
 
-def _store(weights: list[nn.Parameter], *, column_major: bool) -> None:
-    """Give each weight, in place, the layout asked for (same values, shape and parameter)."""
-    for weight in weights:
-        # column-major: (out, in) with strides (1, out), so that weight.T is contiguous
-        weight.data = weight.data.t().contiguous().t() if column_major else weight.data.contiguous()
+_LINE = 64  # bytes: every weight in a block starts on a cache line
+_HUGE_PAGE = 2 << 20  # bytes: a transparent huge page on x86-64
 
 
-def use_inference_layout(model: nn.Module, gemm: str | None = None) -> nn.Module:
-    """Store ``model``'s ``nn.Linear`` weights column-major, in place, and give them the GEMM
-    backend ``gemm`` (:func:`~formers.inference.gemm.use_gemm`; default ``$FORMERS_GEMM`` or
-    ``"auto"``); returns ``model``.
+def _store(weights: list[nn.Parameter], *, column_major: bool, huge_pages: bool = True) -> None:
+    """Give each weight, in place, the layout asked for (same values, shape and parameter);
+    column-major weights are moved into one block per dtype (:func:`_block`)."""
+    if not column_major:
+        for weight in weights:
+            weight.data = weight.data.contiguous()
+        return
+    for dtype in {w.dtype for w in weights}:
+        group = [w for w in weights if w.dtype is dtype]
+        places = _block([w.numel() for w in group], dtype, huge_pages)
+        for weight, place in zip(group, places, strict=True):
+            out_features, in_features = weight.shape
+            transposed = place.view(in_features, out_features)  # W.T, contiguous
+            transposed.copy_(weight.data.t())
+            weight.data = transposed.t()  # (out, in) with strides (1, out)
+
+
+def _block(numels: list[int], dtype: torch.dtype, huge_pages: bool) -> list[Tensor]:
+    """Flat tensors of ``numels`` elements in one block of memory, each on a cache line."""
+    size = torch.empty((), dtype=dtype).element_size()
+    starts, end = [], 0
+    for numel in numels:
+        starts.append(end)
+        end += -(-numel * size // _LINE) * _LINE
+    memory = _huge_page_memory(end) if huge_pages else torch.empty(end, dtype=torch.uint8)
+    return [
+        memory[start : start + numel * size].view(dtype)
+        for start, numel in zip(starts, numels, strict=True)
+    ]
+
+
+def _huge_page_memory(nbytes: int) -> Tensor:
+    """``nbytes`` of uint8 on a huge-page boundary, advised to the kernel as huge pages, where
+    the platform has the advice (Linux); else ordinary memory."""
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is None or nbytes < _HUGE_PAGE:
+        return torch.empty(nbytes, dtype=torch.uint8)
+    # private anonymous memory (shared memory has its own huge-page setting, often off)
+    memory = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with suppress(OSError):  # huge pages switched off: the advice is refused, memory still works
+        memory.madvise(advice)
+    block = torch.frombuffer(memory, dtype=torch.uint8)  # holds the mapping while it lives
+    start = -block.data_ptr() % _HUGE_PAGE
+    return block[start : start + nbytes]
+
+
+def use_inference_layout(
+    model: nn.Module, gemm: str | None = None, *, huge_pages: bool = True
+) -> nn.Module:
+    """Store ``model``'s ``nn.Linear`` weights column-major, in place, in one block of memory
+    (with ``huge_pages``, advised as transparent huge pages where Linux has them), and give
+    them the GEMM backend ``gemm`` (:func:`~formers.inference.gemm.use_gemm`; default
+    ``$FORMERS_GEMM`` or ``"auto"``); returns ``model``.
 
     Worth it for decoding on a CPU (faster greedy and beam search: ``benchmarks/hf_decoding.py``).
     Weights on other devices (CUDA) are left as they are: the measurement is for CPUs only.
     Idempotent.
     """
     weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
-    _store(weights, column_major=True)
+    _store(weights, column_major=True, huge_pages=huge_pages)
     return use_gemm(model, gemm)
 
 
