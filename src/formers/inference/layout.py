@@ -58,13 +58,14 @@ _LINE = 64  # bytes: every weight in a block starts on a cache line
 _HUGE_PAGE = 2 << 20  # bytes: a transparent huge page on x86-64
 
 
-def _store(weights: list[nn.Parameter], *, column_major: bool, huge_pages: bool = True) -> None:
-    """Give each weight, in place, the layout asked for (same values, shape and parameter);
-    column-major weights are moved into one block per dtype (:func:`_block`)."""
-    if not column_major:
-        for weight in weights:
-            weight.data = weight.data.contiguous()
-        return
+def _contiguous(weights: list[nn.Parameter]) -> None:
+    """Store each weight row-major again, in place (same values, shape and parameter)."""
+    for weight in weights:
+        weight.data = weight.data.contiguous()
+
+
+def _column_major(weights: list[nn.Parameter], huge_pages: bool = True) -> None:
+    """Store each weight column-major, in place, in one block per dtype (:func:`_block`)."""
     for dtype in {w.dtype for w in weights}:
         group = [w for w in weights if w.dtype is dtype]
         places = _block([w.numel() for w in group], dtype, huge_pages)
@@ -77,7 +78,7 @@ def _store(weights: list[nn.Parameter], *, column_major: bool, huge_pages: bool 
 
 def _block(numels: list[int], dtype: torch.dtype, huge_pages: bool) -> list[Tensor]:
     """Flat tensors of ``numels`` elements in one block of memory, each on a cache line."""
-    size = torch.empty((), dtype=dtype).element_size()
+    size = dtype.itemsize
     starts, end = [], 0
     for numel in numels:
         starts.append(end)
@@ -117,14 +118,14 @@ def use_inference_layout(
     Idempotent.
     """
     weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
-    _store(weights, column_major=True, huge_pages=huge_pages)
+    _column_major(weights, huge_pages)
     return use_gemm(model, gemm)
 
 
 def use_standard_layout(model: nn.Module) -> nn.Module:
     """Undo :func:`use_inference_layout`: every ``nn.Linear`` weight contiguous again, multiplied
     by PyTorch."""
-    _store([w for w in _linear_weights(model) if not w.is_contiguous()], column_major=False)
+    _contiguous([w for w in _linear_weights(model) if not w.is_contiguous()])
     return use_gemm(model, "torch")
 
 
@@ -136,11 +137,11 @@ def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
     ``load_model`` with tied weights (checkpoints use it).
     """
     converted = [w for w in _linear_weights(model) if not w.is_contiguous()]
-    _store(converted, column_major=False)
+    _contiguous(converted)
     try:
         yield model
     finally:
-        _store(converted, column_major=True)
+        _column_major(converted)
 
 
 def uses_inference_layout(model: nn.Module) -> bool:
