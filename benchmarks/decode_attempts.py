@@ -34,6 +34,13 @@ all the time outside the products would take that long; it bounds the tokens/s a
 this kind can reach, and is set beside 1.5x Hugging Face's tokens/s from a ``runtimes.py`` JSON
 (``--runtimes-json``), the issue's target.
 
+``outside_products``: the other half of that account, where ``formers`` multiplies in NumPy. The
+same ``formers`` decode with NumPy's product replaced by a lookup of a ready output of the right
+shape (made once per shape; the tokens are then meaningless, and every sentence still gets its
+``N - 1`` tokens), so that it takes only the time outside the products: the encoder's and the
+step's other operations, the attention, the search. Its seconds, and their share of ``formers``'
+median, are what a step with no such overhead (a compiled one, or a C++ runtime's) could save.
+
 Usage::
 
     python benchmarks/decode_attempts.py --out benchmarks/results/decode_attempts_cpu_epyc.json
@@ -47,7 +54,8 @@ import copy
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +77,7 @@ from torch import Tensor, nn
 from formers.decoding import beam_search, greedy_search
 from formers.decoding.base import constrain
 from formers.export.onnx_graphs import EncoderGraph
+from formers.inference import gemm
 from formers.inference.gemm import cpu_vendor, gemm_backend, numpy_blas_name
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 
@@ -253,6 +262,39 @@ def replay_seconds(calls: list[tuple[Tensor, Any, int]], rounds: int, product: C
     return statistics.median(times[1:])
 
 
+@contextmanager
+def products_skipped() -> Iterator[None]:
+    """Within the block, NumPy's product (:mod:`formers.inference.gemm`) returns a ready output
+    of the right shape instead of multiplying (one per shape, made on first use)."""
+    ready: dict[tuple[int, int], Tensor] = {}
+
+    def lookup(rows: Tensor, weight_t: np.ndarray, bias: np.ndarray | None) -> Tensor:
+        shape = (rows.size(0), weight_t.shape[1])  # (N, out)
+        if shape not in ready:
+            ready[shape] = torch.randn(shape)
+        return ready[shape]
+
+    real, gemm._numpy_product = gemm._numpy_product, lookup
+    try:
+        yield
+    finally:
+        gemm._numpy_product = real
+
+
+def outside_seconds(decode: Callable[..., Any], batches: list[Tensor], beam: int,
+                    rounds: int) -> float:  # fmt: skip
+    """Median seconds of ``decode`` over ``batches`` with its products skipped (one untimed
+    round first)."""
+    times = []
+    with torch.no_grad(), products_skipped():
+        for _ in range(rounds + 1):
+            start = time.perf_counter()
+            for src in batches:
+                decode(src, beam)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -360,6 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     attempts, ours, module_step = build(args)
+    numpy_products = gemm_backend(ours) == "numpy"
     gen = torch.Generator().manual_seed(args.seed)
     src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
     load_before = load_average()
@@ -389,6 +432,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if ct2:
                 bound["ct2_tokens_per_s"] = ct2
             rows["products_alone"] = bound
+            if numpy_products:
+                outside = outside_seconds(attempts["formers"], batches, beam, args.rounds)
+                rows["outside_products"] = {
+                    "seconds": outside, "share_of_formers": outside / rows["formers"]["median_s"],
+                }  # fmt: skip
             results[key] = rows
     runtime = time.perf_counter() - t_start
     warnings = []
@@ -426,7 +474,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 continue
             extra = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
                      if k not in ("tokens_per_s", "seconds_per_round")}  # fmt: skip
-            print(f"  {name:22s} {row['tokens_per_s']:8.1f} tokens/s  {extra}")
+            speed = f"{row['tokens_per_s']:8.1f} tokens/s" if "tokens_per_s" in row else " " * 17
+            print(f"  {name:22s} {speed}  {extra}")
     print_footer(warnings, runtime, args.out)
     return result
 

@@ -161,7 +161,7 @@ def test_runtimes_writes_json(tmp_path):
     out = tmp_path / "result.json"
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "runtimes.py"), "--size", "tiny", "--rounds",
-        "1", "--warmup", "0", "--batch-size", "4", "--batch-one", "2", "--new-tokens", "6",
+        "2", "--warmup", "0", "--batch-size", "4", "--batch-one", "2", "--new-tokens", "6",
         "--vocab", "100", "--out", str(out),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
@@ -172,6 +172,10 @@ def test_runtimes_writes_json(tmp_path):
         assert rows["formers"]["tokens_per_s"] > 0 and rows["ct2-int8"]["tokens_per_s"] > 0
         assert rows["ct2"]["identical_to_formers"] and rows["transformers"]["identical_to_formers"]
         assert rows["formers-mkl"]["identical_to_formers"]
+        formers = rows["formers"]
+        assert formers["best_tokens_per_s"] >= formers["tokens_per_s"]  # the fastest of 2 rounds
+        assert formers["best_s"] == min(formers["seconds_per_round"])
+        assert formers["best_speed_over_ct2"] > 0
     assert result["gemm"]["formers"] in ("torch", "numpy", "mixed")
     assert result["results"]["greedy_batch4"]["onnxruntime"]["identical_to_formers"]
     assert result["results"]["beam_batch4"]["onnxruntime"] == {"supported": False}
@@ -212,3 +216,28 @@ def test_gemm_shapes_writes_json(tmp_path):
     assert result["threads"] == 1 and result["device"]["cpu"]
     assert len(result["rows"]) == 13 * 4
     assert all(row["torch_us"] > 0 and row["numpy_us"] > 0 for row in result["rows"])
+
+
+def test_decode_attempts_skips_exactly_the_numpy_products(monkeypatch):
+    """``outside_products`` times a decode whose NumPy products are lookups: inside the block
+    the layers (module and flat-step form) return the ready output, after it they multiply."""
+    pytest.importorskip("transformers")
+    import torch
+    from torch import nn
+
+    from formers.inference.gemm import row_product, use_gemm
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import decode_attempts
+
+    layer = use_gemm(nn.Linear(512, 512), "numpy")
+    x = torch.randn(3, 512)
+    with torch.no_grad():
+        expected = nn.functional.linear(x, layer.weight, layer.bias)
+        flat = row_product(layer, x)
+        with decode_attempts.products_skipped():
+            skipped, again = layer(x), flat(x)
+        assert skipped.shape == (3, 512) and torch.equal(again, skipped)  # one per shape
+        assert not torch.allclose(skipped, expected)
+        torch.testing.assert_close(layer(x), expected)
+        torch.testing.assert_close(flat(x), expected)
