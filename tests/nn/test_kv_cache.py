@@ -225,3 +225,31 @@ def test_the_decoder_cache_keeps_padding_and_positions_and_reorders_them():
     assert cache.positions.tolist()[0] == [0, 1, 2, 3, 4]
     _, queries, _ = cache.extend(None, 1, torch.device("cpu"))
     assert queries.tolist() == [[5], [5], [4]]  # each row's next position
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [
+        [0, 1, 2, 3, 4, 5],  # nothing moves (every beam continued itself)
+        [1, 0, 2, 3, 4, 5],  # two rows swap, in place
+        [0, 0, 2, 3, 5, 5],  # two rows copied from others, in place
+        [5, 4, 3, 2, 1, 0],  # every row moves: new storage
+        [1, 1, 1, 3, 4, 5],  # more than a third move: new storage
+    ],
+)
+def test_kv_cache_reorder_of_the_same_batch_size(indices):
+    """A reorder that keeps the batch size (a beam step) copies the rows that move, in place when
+    they are at most a third: the result equals selecting the rows, swaps and duplicates
+    included, and the rows that stay keep their values."""
+    cache = KVCache(capacity=8)
+    k1, v1 = torch.randn(6, 2, 3, 4), torch.randn(6, 2, 3, 4)
+    cache.update(k1, v1)
+    storage = cache._k.data_ptr()
+    index = torch.tensor(indices)
+    cache.reorder(index)
+    moved = int((index != torch.arange(6)).sum())
+    assert (cache._k.data_ptr() == storage) == (3 * moved <= 6)  # in place only when few move
+    k2, v2 = torch.randn(6, 2, 1, 4), torch.randn(6, 2, 1, 4)
+    all_k, all_v = cache.update(k2, v2)
+    assert torch.equal(all_k, torch.cat([k1[index], k2], dim=2))
+    assert torch.equal(all_v, torch.cat([v1[index], v2], dim=2))

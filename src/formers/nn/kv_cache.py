@@ -62,12 +62,36 @@ class KVCache:
     def reorder(self, indices: Tensor) -> None:
         """Select batch rows (beam reordering): ``indices`` of shape ``(b_new,)``.
 
-        Only the filled positions are copied, into new storage of the same capacity: beam search
-        reorders every step, and copying the whole preallocated capacity would cost several times
-        more than the attention itself.
+        Only the filled positions are copied: beam search reorders every step, and copying the
+        whole preallocated capacity would cost several times more than the attention itself.
+        When the batch keeps its size and at most a third of its rows change (a beam step in
+        which most beams continue themselves), only those rows are copied, in place; otherwise
+        all are, into new storage of the same capacity. (Moving a row in place copies it twice,
+        to gather the sources before any is overwritten. On one core of the 2-core EPYC, for 128
+        rows of 8 heads x 16 positions x 64, in a one-off measurement: 0.7 / 1.2 / 2.0 ms when
+        1/8, 1/4 and 1/2 of them moved, 0.2 ms when none did, against 1.6-1.9 ms for copying
+        all.) So the keys and values that :meth:`update` returned before a reorder may change
+        with it: use them within the step.
         """
-        if self._k is not None:
-            self._k, self._v = (self._select(x, indices) for x in (self._k, self._v))
+        if self._k is None:
+            return
+        if indices.numel() == self._k.size(0):
+            moved = (indices != torch.arange(indices.numel(), device=indices.device)).nonzero()
+            if 3 * moved.numel() <= indices.numel():
+                self._move(moved.view(-1), indices)
+                return
+        self._k, self._v = (self._select(x, indices) for x in (self._k, self._v))
+
+    def _move(self, rows: Tensor, indices: Tensor) -> None:
+        """Each row ``r`` in ``rows`` takes the content of row ``indices[r]``, in place. The
+        sources are gathered before any row is written, so rows that swap, or one copied into
+        two, come out right."""
+        if rows.numel() == 0:
+            return
+        sources = indices.index_select(0, rows)
+        for x in (self._k, self._v):
+            filled = x[:, :, : self.length]  # (b, g, t, d), a view of the storage
+            filled.index_copy_(0, rows, filled.index_select(0, sources))
 
     def _select(self, x: Tensor, indices: Tensor) -> Tensor:
         out = x.new_empty(indices.numel(), *x.shape[1:])  # (b_new, g, capacity, d)
