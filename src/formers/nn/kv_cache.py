@@ -64,18 +64,20 @@ class KVCache:
 
         Only the filled positions are copied: beam search reorders every step, and copying the
         whole preallocated capacity would cost several times more than the attention itself.
-        When the batch keeps its size and at most a third of its rows change (a beam step in
-        which most beams continue themselves), only those rows are copied, in place; otherwise
-        all are, into new storage of the same capacity. (Moving a row in place copies it twice,
-        to gather the sources before any is overwritten. On one core of the 2-core EPYC, for 128
-        rows of 8 heads x 16 positions x 64, in a one-off measurement: 0.7 / 1.2 / 2.0 ms when
-        1/8, 1/4 and 1/2 of them moved, 0.2 ms when none did, against 1.6-1.9 ms for copying
-        all.) So the keys and values that :meth:`update` returned before a reorder may change
-        with it: use them within the step.
+        On a CPU, when the batch keeps its size and at most a third of its rows change (a beam
+        step in which most beams continue themselves), only those rows are copied, in place;
+        otherwise all are, into new storage of the same capacity. Moving a row in place copies
+        it twice, to gather the sources before any is overwritten: on one core of the 2-core
+        EPYC, for 128 rows of 8 heads x 16 positions x 64 (a one-off measurement), 0.7 / 1.2 /
+        2.0 ms when 1/8, 1/4 and 1/2 of them moved, 0.2 ms when none did, against 1.6-1.9 ms
+        for copying all. On a GPU the copy is cheap and counting the rows that move would wait
+        for the device at every layer (not measured), so all are copied there. The keys and
+        values that :meth:`update` returned before a reorder may therefore change with it: use
+        them within the step.
         """
         if self._k is None:
             return
-        if indices.numel() == self._k.size(0):
+        if indices.device.type == "cpu" and indices.numel() == self._k.size(0):
             moved = (indices != torch.arange(indices.numel(), device=indices.device)).nonzero()
             if 3 * moved.numel() <= indices.numel():
                 self._move(moved.view(-1), indices)
