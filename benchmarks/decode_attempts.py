@@ -252,13 +252,22 @@ def replay_seconds(calls: list[tuple[Tensor, Any, int]], rounds: int, product: C
     """Median seconds of the recorded products alone (inputs made beforehand), each multiplied
     by ``product(x, weight, bias)``."""
     inputs = [torch.randn(rows, w.size(1)) for w, _, rows in calls]
-    times = []
+
+    def products() -> None:
+        for (w, bias, _), x in zip(calls, inputs, strict=True):
+            product(x, w, bias)
+
     with torch.inference_mode():
-        for _ in range(rounds + 1):
-            start = time.perf_counter()
-            for (w, bias, _), x in zip(calls, inputs, strict=True):
-                product(x, w, bias)
-            times.append(time.perf_counter() - start)
+        return median_seconds(products, rounds)
+
+
+def median_seconds(run: Callable[[], Any], rounds: int) -> float:
+    """Median seconds of ``rounds`` calls of ``run``, after one untimed call."""
+    times = []
+    for _ in range(rounds + 1):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
 
@@ -285,14 +294,8 @@ def outside_seconds(decode: Callable[..., Any], batches: list[Tensor], beam: int
                     rounds: int) -> float:  # fmt: skip
     """Median seconds of ``decode`` over ``batches`` with its products skipped (one untimed
     round first)."""
-    times = []
     with torch.no_grad(), products_skipped():
-        for _ in range(rounds + 1):
-            start = time.perf_counter()
-            for src in batches:
-                decode(src, beam)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+        return median_seconds(lambda: [decode(src, beam) for src in batches], rounds)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
