@@ -30,12 +30,40 @@ def git_info() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
-def cpu_name() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_name() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+# the instruction sets that decide which GEMM runs fast (formers.inference.gemm)
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_details() -> dict[str, Any]:
+    """What tells two CPUs of one model name apart (a hypervisor may call both "AMD EPYC"):
+    vendor, family and model numbers, caches, the vector instruction sets, and the one
+    PyTorch's kernels dispatch to."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    return {
+        "vendor": info.get("vendor_id"),
+        "family": info.get("cpu family"),
+        "model": info.get("model"),
+        "cache": info.get("cache size"),
+        "isa": [flag for flag in _ISA_FLAGS if flag in flags],
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
@@ -55,6 +83,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
         )
     else:
         info["name"] = info["cpu"]
+    info["cpu_details"] = cpu_details()
     return info
 
 

@@ -6,6 +6,9 @@ same weights as ``runtimes.py`` (the base-sized Marian-shaped model, 1 thread, e
   decoding step ``formers translate`` uses (:func:`formers.inference.layout.use_inference_layout`;
   NumPy's OpenBLAS on an AMD CPU, :mod:`formers.inference.gemm`;
   :class:`formers.inference.flat_step.FlatStepDecoder`);
+- ``numpy-products``: ``formers`` with its large layers multiplied by NumPy's OpenBLAS
+  (``use_inference_layout(..., "numpy")``; what ``formers`` is on an AMD CPU without AVX-512,
+  the comparison where ``formers`` multiplies in oneDNN);
 - ``ordinary-pages``: ``formers`` with the column-major weights in ordinary memory, not the
   block advised as transparent huge pages (``use_inference_layout(..., huge_pages=False)``);
 - ``module-step``: the same without the flat step: the model's own ``decode_step`` through its
@@ -27,19 +30,21 @@ Beam search (4) is measured for the layouts only (the static-cache step is greed
 
 ``products_alone``: the bound under all of them. A forward hook records every ``nn.Linear`` call
 of one ``module-step`` decode (its weight and input shape: the products ``formers`` makes, whose
-flat step bypasses the modules' hooks); the same products are then replayed alone
-(random inputs of those shapes, the same weights and layout) and timed, with PyTorch's product
-(``products_alone``) and with NumPy's (``products_alone_numpy``). A decoder that removed
-all the time outside the products would take that long; it bounds the tokens/s any attempt of
-this kind can reach, and is set beside 1.5x Hugging Face's tokens/s from a ``runtimes.py`` JSON
-(``--runtimes-json``), the issue's target.
+flat step bypasses the modules' hooks); the same products are then replayed alone (random inputs
+of those shapes, the same weights and layout) and timed, with PyTorch's product
+(``products_alone``), with NumPy's (``products_alone_numpy``) and with oneDNN's packed one
+(``products_alone_onednn``, where PyTorch has oneDNN; each weight packed once beforehand). A
+decoder that removed all the time outside the products would take that long; it bounds the
+tokens/s any attempt of this kind can reach, and is set beside 1.5x Hugging Face's tokens/s from
+a ``runtimes.py`` JSON (``--runtimes-json``), the issue's target.
 
-``outside_products``: the other half of that account, where ``formers`` multiplies in NumPy. The
-same ``formers`` decode with NumPy's product replaced by a lookup of a ready output of the right
-shape (made once per shape; the tokens are then meaningless, and every sentence still gets its
-``N - 1`` tokens), so that it takes only the time outside the products: the encoder's and the
-step's other operations, the attention, the search. Its seconds, and their share of ``formers``'
-median, are what a step with no such overhead (a compiled one, or a C++ runtime's) could save.
+``outside_products``: the other half of that account, where ``formers`` multiplies in NumPy or
+oneDNN. The same ``formers`` decode with that product replaced by a lookup of a ready output of
+the right shape (made once per shape; the tokens are then meaningless, and every sentence still
+gets its ``N - 1`` tokens), so that it takes only the time outside the products: the encoder's
+and the step's other operations, the attention, the search. Its seconds, and their share of
+``formers``' median, are what a step with no such overhead (a compiled one, or a C++ runtime's)
+could save.
 
 Usage::
 
@@ -77,13 +82,13 @@ from torch import Tensor, nn
 from formers.decoding import beam_search, greedy_search
 from formers.decoding.base import constrain
 from formers.export.onnx_graphs import EncoderGraph
-from formers.inference import gemm
+from formers.inference import gemm, onednn
 from formers.inference.gemm import cpu_vendor, gemm_backend, numpy_blas_name
 from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
 
 ATTEMPTS = (
-    "formers", "ordinary-pages", "module-step", "mkl-column-major", "standard-layout",
-    "onednn-packed", "fused-qkv", "static-cache", "static-cache-compiled",
+    "formers", "numpy-products", "ordinary-pages", "module-step", "mkl-column-major",
+    "standard-layout", "onednn-packed", "fused-qkv", "static-cache", "static-cache-compiled",
 )  # fmt: skip
 
 
@@ -243,6 +248,19 @@ def recorded_products(model: nn.Module, decode: Callable[[], Any]) -> list[tuple
     return calls
 
 
+def _onednn_linear() -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+    """``(x, weight, bias) -> x @ weight.T + bias`` by oneDNN, each weight packed on first use
+    (before the timed rounds: ``replay_seconds`` makes one untimed call)."""
+    packed: dict[int, Tensor] = {}
+
+    def product(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+        if id(w) not in packed:
+            packed[id(w)] = torch.ops.mkldnn._reorder_linear_weight(w.detach(), onednn.PACK_ROWS)
+        return onednn.packed_product(packed[id(w)], bias)(x)
+
+    return product
+
+
 def _numpy_linear(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
     out = torch.from_numpy(np.matmul(x.numpy(), w.detach().T.numpy()))  # NumpyLinear's product
     return out if bias is None else out.add_(bias)
@@ -273,21 +291,32 @@ def median_seconds(run: Callable[[], Any], rounds: int) -> float:
 
 @contextmanager
 def products_skipped() -> Iterator[None]:
-    """Within the block, NumPy's product (:mod:`formers.inference.gemm`) returns a ready output
-    of the right shape instead of multiplying (one per shape, made on first use)."""
-    ready: dict[tuple[int, int], Tensor] = {}
+    """Within the block, NumPy's product (:mod:`formers.inference.gemm`) and oneDNN's
+    (:mod:`formers.inference.onednn`) return a ready output of the right shape instead of
+    multiplying (one per shape, made on first use)."""
+    ready: dict[tuple[int, ...], Tensor] = {}
 
-    def lookup(rows: Tensor, weight_t: np.ndarray, bias: np.ndarray | None) -> Tensor:
-        shape = (rows.size(0), weight_t.shape[1])  # (N, out)
+    def output(shape: tuple[int, ...]) -> Tensor:
         if shape not in ready:
             ready[shape] = torch.randn(shape)
         return ready[shape]
 
-    real, gemm._numpy_product = gemm._numpy_product, lookup
+    def lookup(rows: Tensor, weight_t: np.ndarray, bias: np.ndarray | None) -> Tensor:
+        return output((rows.size(0), weight_t.shape[1]))  # (N, out)
+
+    def packed_lookup(packed: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
+        return lambda x: output((*x.shape[:-1], packed.size(0)))  # (..., out)
+
+    patched = [(gemm, "_numpy_product", lookup), (gemm, "packed_product", packed_lookup),
+               (onednn, "packed_product", packed_lookup)]  # fmt: skip
+    real = [getattr(module, name) for module, name, _ in patched]
+    for module, name, fake in patched:
+        setattr(module, name, fake)
     try:
         yield
     finally:
-        gemm._numpy_product = real
+        for (module, name, _), original in zip(patched, real, strict=True):
+            setattr(module, name, original)
 
 
 def outside_seconds(decode: Callable[..., Any], batches: list[Tensor], beam: int,
@@ -338,6 +367,7 @@ def build(
     base = load_hf(marian_model(args)).eval()
     ours = use_inference_layout(copy.deepcopy(base))
     ordinary = use_inference_layout(copy.deepcopy(base), huge_pages=False)
+    numpy_products = use_inference_layout(copy.deepcopy(base), "numpy")
     mkl = use_inference_layout(copy.deepcopy(base), "torch")
     fused = fuse_self_attention(use_inference_layout(copy.deepcopy(base), "numpy"))
     packed = pack_linears(copy.deepcopy(base), args.batch_size)
@@ -365,6 +395,7 @@ def build(
 
     attempts = {
         "formers": searched(fast_decodable(ours)),
+        "numpy-products": searched(fast_decodable(numpy_products)),
         "ordinary-pages": searched(fast_decodable(ordinary)), "module-step": searched(ours),
         "mkl-column-major": searched(mkl),
         "standard-layout": searched(base), "onednn-packed": searched(packed),
@@ -405,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     attempts, ours, module_step = build(args)
-    numpy_products = gemm_backend(ours) == "numpy"
+    skippable = gemm_backend(ours) in ("numpy", "onednn")  # products_skipped's two
     gen = torch.Generator().manual_seed(args.seed)
     src = torch.randint(1, args.vocab - 1, (args.batch_size, args.src_len), generator=gen)
     load_before = load_average()
@@ -428,6 +459,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             bound = {"tokens_per_s": tokens / alone, "products": len(calls)}
             alone = replay_seconds(calls, args.rounds, _numpy_linear)
             rows["products_alone_numpy"] = {"tokens_per_s": tokens / alone, "products": len(calls)}
+            if onednn.onednn_available():
+                alone = replay_seconds(calls, args.rounds, _onednn_linear())
+                rows["products_alone_onednn"] = {
+                    "tokens_per_s": tokens / alone, "products": len(calls),
+                }  # fmt: skip
             hf = reference.get(key, {}).get("transformers", {}).get("tokens_per_s")
             ct2 = reference.get(key, {}).get("ct2", {}).get("tokens_per_s")
             if hf:
@@ -435,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if ct2:
                 bound["ct2_tokens_per_s"] = ct2
             rows["products_alone"] = bound
-            if numpy_products:
+            if skippable:
                 outside = outside_seconds(attempts["formers"], batches, beam, args.rounds)
                 rows["outside_products"] = {
                     "seconds": outside, "share_of_formers": outside / rows["formers"]["median_s"],

@@ -1,11 +1,11 @@
-"""PyTorch's product against NumPy's, layer by layer: where does ``formers.inference.gemm``'s
-NumPy backend pay?
+"""PyTorch's product against NumPy's and oneDNN's, layer by layer: where do
+``formers.inference.gemm``'s NumPy and oneDNN backends pay?
 
 For each weight shape, enough distinct ``nn.Linear`` layers to fill 96 MB (so that, as in a
 decoding step, every weight is read from memory rather than from the cache) are converted with
-``use_inference_layout(..., "torch")`` and ``use_inference_layout(..., "numpy")`` (the
-column-major layout both ways; every layer forced through NumPy, whatever its size), and each
-set is timed over all its layers, interleaved, best of ``--rounds``. Rows: inputs of 1, 4, 32
+``use_inference_layout(..., backend)`` for ``torch``, ``numpy`` and ``onednn`` (where this
+PyTorch has oneDNN; every layer forced through the backend, whatever its size), and each set is
+timed over all its layers, interleaved, best of ``--rounds``. Rows: inputs of 1, 4, 32
 and 128 rows (a decoding step's batch x beams). One thread (the NumPy backend runs only there).
 
 Usage::
@@ -26,6 +26,7 @@ from torch import nn
 
 from formers.inference import gemm
 from formers.inference.layout import use_inference_layout
+from formers.inference.onednn import onednn_available
 
 SHAPES = [
     (128, 128), (128, 512), (256, 256), (256, 1024), (384, 384), (384, 1536), (1536, 384),
@@ -57,14 +58,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     t_start = time.perf_counter()
     torch.set_num_threads(1)
-    gemm.NUMPY_MIN_WEIGHTS = 0  # every layer through NumPy: the threshold is what this measures
+    gemm.NUMPY_MIN_WEIGHTS = 0  # every layer through each backend: the thresholds are measured
+    gemm.ONEDNN_MIN_WEIGHTS = 0
+    backends = ("torch", "numpy", *(("onednn",) if onednn_available() else ()))
     rows_out: list[dict[str, Any]] = []
     for fan_in, fan_out in SHAPES:
         copies = max(4, int(args.megabytes * 1e6 / (fan_in * fan_out * 4)))
         sets = {
             backend: [use_inference_layout(nn.Linear(fan_in, fan_out), backend)
                       for _ in range(copies)]
-            for backend in ("torch", "numpy")
+            for backend in backends
         }  # fmt: skip
         for rows in ROWS:
             x = torch.randn(rows, 1, fan_in)  # (rows, 1, in): a decoding step's input
@@ -78,14 +81,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         best[name] = min(best[name], seconds_per_layer(layers, x, repeats))
             row = {
                 "in": fan_in, "out": fan_out, "weights": fan_in * fan_out, "rows": rows,
-                "torch_us": 1e6 * best["torch"], "numpy_us": 1e6 * best["numpy"],
-                "speed_up": best["torch"] / best["numpy"],
+                **{f"{name}_us": 1e6 * best[name] for name in backends},
+                "speed_up": best["torch"] / best["numpy"],  # NumPy's over PyTorch's
             }  # fmt: skip
+            if "onednn" in best:
+                row["onednn_speed_up"] = best["torch"] / best["onednn"]
             rows_out.append(row)
-            print(
-                f"({fan_in:5d}, {fan_out:5d}) rows {rows:4d}: torch {row['torch_us']:8.1f} us  "
-                f"numpy {row['numpy_us']:8.1f} us  {row['speed_up']:.2f}x", flush=True,
-            )  # fmt: skip
+            times = "  ".join(f"{name} {row[f'{name}_us']:8.1f} us" for name in backends)
+            ups = f"numpy {row['speed_up']:.2f}x" + (
+                f", onednn {row['onednn_speed_up']:.2f}x" if "onednn" in best else ""
+            )
+            print(f"({fan_in:5d}, {fan_out:5d}) rows {rows:4d}: {times}  ({ups})", flush=True)
     runtime = time.perf_counter() - t_start
     result = {
         **result_header("gemm_shapes", argv, torch.device("cpu")),
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": 1,
         "cpu_vendor": gemm.cpu_vendor(),
         "numpy_blas": gemm.numpy_blas_name(),
+        "backends": list(backends),
         "megabytes_per_shape": args.megabytes,
         "rows": rows_out,
         "runtime_s": runtime,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from formers.inference.onednn import onednn_available
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -176,7 +178,8 @@ def test_runtimes_writes_json(tmp_path):
         assert formers["best_tokens_per_s"] >= formers["tokens_per_s"]  # the fastest of 2 rounds
         assert formers["best_s"] == min(formers["seconds_per_round"])
         assert formers["best_speed_over_ct2"] > 0
-    assert result["gemm"]["formers"] in ("torch", "numpy", "mixed")
+    assert result["gemm"]["formers"] in ("torch", "numpy", "onednn", "mixed")
+    assert result["device"]["cpu_details"]["torch_capability"]
     assert result["results"]["greedy_batch4"]["onnxruntime"]["identical_to_formers"]
     assert result["results"]["beam_batch4"]["onnxruntime"] == {"supported": False}
 
@@ -194,11 +197,13 @@ def test_decode_attempts_writes_json(tmp_path):
     result = json.loads(out.read_text())
     for mode in ("greedy_batch4", "greedy_batch1", "beam_batch4", "beam_batch1"):
         rows = result["results"][mode]
+        alone = {"products_alone", "products_alone_numpy"} | (
+            {"products_alone_onednn"} if onednn_available() else set()
+        )
         assert set(rows) == {"formers", "mkl-column-major", "standard-layout", "onednn-packed",
-                             "fused-qkv", "static-cache", "products_alone",
-                             "products_alone_numpy"}  # fmt: skip
+                             "fused-qkv", "static-cache", *alone}  # fmt: skip
         assert rows["products_alone"]["tokens_per_s"] > rows["formers"]["tokens_per_s"] > 0
-        assert rows["products_alone_numpy"]["tokens_per_s"] > 0
+        assert all(rows[name]["tokens_per_s"] > 0 for name in alone)
         for name in ("onednn-packed", "mkl-column-major", "fused-qkv"):
             assert rows[name]["identical_to_formers"], name
     assert result["results"]["greedy_batch4"]["static-cache"]["identical_to_formers"]
@@ -216,11 +221,19 @@ def test_gemm_shapes_writes_json(tmp_path):
     assert result["threads"] == 1 and result["device"]["cpu"]
     assert len(result["rows"]) == 13 * 4
     assert all(row["torch_us"] > 0 and row["numpy_us"] > 0 for row in result["rows"])
+    if onednn_available():
+        assert all(row["onednn_us"] > 0 and row["onednn_speed_up"] > 0 for row in result["rows"])
 
 
-def test_decode_attempts_skips_exactly_the_numpy_products(monkeypatch):
-    """``outside_products`` times a decode whose NumPy products are lookups: inside the block
-    the layers (module and flat-step form) return the ready output, after it they multiply."""
+@pytest.mark.parametrize(
+    "backend",
+    ["numpy", pytest.param("onednn", marks=pytest.mark.skipif(
+        not onednn_available(), reason="this PyTorch has no oneDNN"))],
+)  # fmt: skip
+def test_decode_attempts_skips_exactly_the_products(monkeypatch, backend):
+    """``outside_products`` times a decode whose NumPy or oneDNN products are lookups: inside
+    the block the layers (module and flat-step form, planned there as a decode plans it) return
+    the ready output, after it they multiply."""
     pytest.importorskip("transformers")
     import torch
     from torch import nn
@@ -230,13 +243,14 @@ def test_decode_attempts_skips_exactly_the_numpy_products(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import decode_attempts
 
-    layer = use_gemm(nn.Linear(512, 512), "numpy")
+    layer = use_gemm(nn.Linear(512, 512), backend)
     x = torch.randn(3, 512)
     with torch.no_grad():
         expected = nn.functional.linear(x, layer.weight, layer.bias)
-        flat = row_product(layer, x)
         with decode_attempts.products_skipped():
+            flat = row_product(layer, x)
             skipped, again = layer(x), flat(x)
+        flat = row_product(layer, x)
         assert skipped.shape == (3, 512) and torch.equal(again, skipped)  # one per shape
         assert not torch.allclose(skipped, expected)
         torch.testing.assert_close(layer(x), expected)

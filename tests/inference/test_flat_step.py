@@ -21,6 +21,7 @@ from formers.inference.flat_step import (
 )
 from formers.inference.int8 import quantize_int8
 from formers.inference.layout import use_inference_layout
+from formers.inference.onednn import onednn_available
 from formers.inference.translate import translate
 from formers.nn.encoder_decoder import EncoderDecoder
 from formers.nn.kernels import eager_attention
@@ -121,6 +122,25 @@ def test_flat_step_with_numpy_products(monkeypatch, search):
     assert calls  # the flat step's products ran in NumPy
 
 
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this PyTorch has no oneDNN")
+
+
+@needs_onednn
+@pytest.mark.parametrize("arrangement", sorted(ARRANGEMENTS))
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_flat_step_with_onednn_products(monkeypatch, arrangement, search):
+    """Every layer multiplied by oneDNN (the default on AMD CPUs with AVX-512), each
+    self-attention's three products fused into one: the same bits as the model's step."""
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
+    model = use_inference_layout(_model(**ARRANGEMENTS[arrangement]), "onednn")
+    decode = _searches(SRC)[search]
+    expected = decode(model)
+    flat = FlatStepDecoder(model)
+    with torch.no_grad():
+        assert all(layer.self_attn.qkv is not None for layer in flat.init_decoding(SRC).layers)
+    _same(decode(flat), expected)
+
+
 @pytest.mark.parametrize("arrangement", ["paper", "mqa learned positions"])
 def test_flat_step_of_an_int8_model(arrangement):
     """Its self-attention products fused into one int8 layer (exact, as tested in test_int8)."""
@@ -176,11 +196,13 @@ def test_another_residual_arrangement_is_called_as_its_module():
     assert not torch.equal(expected.scores, _searches(SRC)["greedy"](_model()).scores)
 
 
-def test_weights_changed_between_decodes_are_seen(monkeypatch):
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("onednn", marks=needs_onednn)])
+def test_weights_changed_between_decodes_are_seen(monkeypatch, backend):
     """The products are bound to the weights when a decode starts: weights loaded in place, or
     given new storage, count from the next decode."""
     monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
-    model = use_inference_layout(_model(), "numpy")
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
+    model = use_inference_layout(_model(), backend)
     flat, greedy = FlatStepDecoder(model), _searches(SRC)["greedy"]
     before = greedy(flat)
     other = _model(std=0.6)
@@ -310,12 +332,16 @@ LM_ARRANGEMENTS = {
 
 
 @pytest.mark.parametrize("arrangement", sorted(LM_ARRANGEMENTS))
-@pytest.mark.parametrize("kind", ["float", "numpy", "int8"])
+@pytest.mark.parametrize(
+    "kind", ["float", "numpy", pytest.param("onednn", marks=needs_onednn), "int8"]
+)
 def test_flat_lm_step_decodes_as_the_model(monkeypatch, arrangement, kind):
     """Logits of a prompt, then of one token at a time, equal the model's own bit for bit."""
     monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
     model = _lm(**LM_ARRANGEMENTS[arrangement])
     model = {"float": lambda m: m, "numpy": lambda m: use_inference_layout(m, "numpy"),
+             "onednn": lambda m: use_inference_layout(m, "onednn"),
              "int8": quantize_int8}[kind](model)  # fmt: skip
     flat = FlatLMStep(model)
     model_steps = []

@@ -209,7 +209,9 @@ def test_numpy_blas_runs_one_thread_once_in_use():
     ],
 )
 def test_auto_picks_numpy_on_amd_with_openblas_only(monkeypatch, vendor, blas, expected):
+    """On a CPU without AVX-512 (with it, AMD gets oneDNN: test_onednn)."""
     monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(gemm, "cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(gemm, "numpy_blas_name", lambda: blas)
     monkeypatch.delenv(gemm.ENV, raising=False)
     assert gemm.resolve_backend() == expected
@@ -220,10 +222,11 @@ def test_auto_picks_numpy_on_amd_with_openblas_only(monkeypatch, vendor, blas, e
 
 
 def test_a_wrong_backend_names_the_valid_ones(monkeypatch):
-    with pytest.raises(ValueError, match=r"backend='mkl'.*\['auto', 'torch', 'numpy'\]"):
+    with pytest.raises(ValueError, match=r"backend='mkl'.*\['auto', 'torch', 'numpy', 'onednn'\]"):
         use_gemm(decisive_model(), "mkl")
     monkeypatch.setenv(gemm.ENV, "openblas")
-    with pytest.raises(ValueError, match=r"FORMERS_GEMM='openblas'.*\['auto', 'torch', 'numpy'\]"):
+    valid = r"\['auto', 'torch', 'numpy', 'onednn'\]"
+    with pytest.raises(ValueError, match=r"FORMERS_GEMM='openblas'.*" + valid):
         use_inference_layout(decisive_model())
 
 

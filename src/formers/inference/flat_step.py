@@ -17,7 +17,8 @@ embedding and non-standard layers are called as modules, the two standard residu
 arrangements (post- and pre-norm) are the functional calls their modules make (any other is
 called as its module), and the products run through
 :func:`formers.inference.gemm.row_product` (NumPy's, checked once per decode rather than per
-layer, where the model uses :class:`~formers.inference.gemm.NumpyLinear`). So outputs equal
+layer, where the model uses :class:`~formers.inference.gemm.NumpyLinear`, and oneDNN's packed
+product for a :class:`~formers.inference.onednn.OneDnnLinear`). So outputs equal
 the model's, bit for bit on the same backend (tested).
 
 Deviations from ``decode_step``, none of which changes a result:
@@ -27,7 +28,9 @@ Deviations from ``decode_step``, none of which changes a result:
 - in an int8 model (:func:`~formers.inference.int8.quantize_int8`) the query, key and value
   products of each self-attention run as one int8 layer (:func:`~formers.inference.int8.
   fuse_int8`, made once per weights; the same output bit for bit, one kernel call instead of
-  three);
+  three), and so do they where the model multiplies in oneDNN (:func:`~formers.inference.
+  onednn.fuse_onednn`: one packed product of the three weights stacked, the same bits on the
+  CPU measured, which the tests check where they run);
 - a step of more than one token, a cache holding padded prompts, a model in training mode, or
   gradients enabled go to the model's own ``decode_step`` (the same state serves both).
 
@@ -58,6 +61,7 @@ from torch import Tensor, nn
 
 from formers.inference.gemm import row_product
 from formers.inference.int8 import fuse_int8
+from formers.inference.onednn import fuse_onednn
 from formers.nn.attention import MultiHeadAttention
 from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.encoder_decoder import EncoderDecoder, Seq2SeqState
@@ -147,7 +151,7 @@ class _Attention:
     head_dim: int
     scale: float | None
     eager: bool
-    qkv: Rows | None = None
+    qkv: Rows | None = None  # int8 or oneDNN: the three products as one, the same bits
 
     @classmethod
     def of(cls, attention: MultiHeadAttention, like: Tensor, fuse: bool = False) -> _Attention:
@@ -155,7 +159,8 @@ class _Attention:
         return cls(
             *(row_product(linear, like) for linear in linears), attention.num_heads,
             attention.num_kv_heads, attention.head_dim, attention.scale,
-            attention.mechanism.kernel_name == "eager", _fused_qkv(attention) if fuse else None,
+            attention.mechanism.kernel_name == "eager",
+            _fused_qkv(attention, like) if fuse else None,
         )  # fmt: skip
 
     def split(self, rows: Tensor, heads: int) -> Tensor:
@@ -201,8 +206,11 @@ def _packed(linear: nn.Module) -> object:
     return linear if params is None else params._packed_params
 
 
-def _fused_qkv(attention: MultiHeadAttention) -> Rows | None:
+def _fused_qkv(attention: MultiHeadAttention, like: Tensor) -> Rows | None:
     linears = (attention.q_proj, attention.k_proj, attention.v_proj)
+    onednn = fuse_onednn(linears, like)
+    if onednn is not None:
+        return onednn
     weights = tuple(_packed(m) for m in linears)
     known = _FUSED.get(attention)
     if known is None or any(a is not b for a, b in zip(known[0], weights, strict=True)):

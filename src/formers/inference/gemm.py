@@ -1,35 +1,43 @@
 """Which library multiplies a decoding model's ``nn.Linear`` products on a CPU.
 
 PyTorch's CPU wheels do their float32 products in Intel MKL, which is fast on Intel CPUs and much
-slower on AMD ones. On one core of the 2-core AMD EPYC we measure (AVX2), NumPy's OpenBLAS (the
-BLAS its PyPI wheels ship) multiplies a layer of 512 x 512 weights or more, read from memory as
-a decoding step reads it, at 0.88-2.52x MKL's speed (median 1.19x; 1.57x at 4 rows); smaller
-layers lose (0.55-1.13x, median 0.90x), because NumPy's call costs more than OpenBLAS saves
-there (``benchmarks/gemm_shapes.py``). A whole decode of a base-sized model runs 1.14-1.51x
-faster, or as fast at 128 rows (``benchmarks/decode_attempts.py``). CTranslate2 makes the same
-kind of choice: it uses MKL only on ``GenuineIntel`` CPUs.
+slower on AMD ones. On one core of the 2-core AMD EPYC of Zen 2 we measure (AVX2), NumPy's
+OpenBLAS (the BLAS its PyPI wheels ship) multiplies a layer of 512 x 512 weights or more, read
+from memory as a decoding step reads it, at 0.88-2.52x MKL's speed (median 1.19x; 1.57x at 4
+rows); smaller layers lose (0.55-1.13x, median 0.90x), because NumPy's call costs more than
+OpenBLAS saves there (``benchmarks/gemm_shapes.py``). A whole decode of a base-sized model runs
+1.14-1.51x faster, or as fast at 128 rows (``benchmarks/decode_attempts.py``). On an AMD CPU
+with AVX-512 (a 2-core EPYC of Zen 5), MKL and OpenBLAS both run AVX2 code, and oneDNN's packed
+products (:mod:`formers.inference.onednn`) are faster than either. CTranslate2 makes the same
+kind of choice: it uses MKL only on ``GenuineIntel`` CPUs, oneDNN elsewhere.
 
-:class:`NumpyLinear` is an ``nn.Linear`` (same parameters, names and state dict) whose product
-runs in NumPy when nothing can need its gradient. :func:`use_gemm` gives a model's linear layers
-the backend asked for, in place:
+:class:`NumpyLinear` and :class:`~formers.inference.onednn.OneDnnLinear` are ``nn.Linear``
+layers (same parameters, names and state dict) whose product runs in NumPy or in oneDNN when
+nothing can need its gradient. :func:`use_gemm` gives a model's linear layers the backend asked
+for, in place:
 
 - ``"torch"``: PyTorch's own product (``F.linear``);
 - ``"numpy"``: NumPy's BLAS, for the layers of at least :data:`NUMPY_MIN_WEIGHTS` weights (the
   others keep PyTorch's product);
-- ``"auto"`` (the default, or the ``FORMERS_GEMM`` environment variable): ``"numpy"`` on an
-  ``AuthenticAMD`` CPU whose NumPy uses OpenBLAS, else ``"torch"``. Only those CPUs were measured.
+- ``"onednn"``: oneDNN with packed weights, for the layers of at least
+  :data:`ONEDNN_MIN_WEIGHTS` weights;
+- ``"auto"`` (the default, or the ``FORMERS_GEMM`` environment variable), on an
+  ``AuthenticAMD`` CPU: ``"onednn"`` where PyTorch dispatches to AVX-512 and has oneDNN, else
+  ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` on every other CPU. Only those CPUs were
+  measured.
 
 Deviations, each measured or required:
 
 - The NumPy product runs only when PyTorch uses one thread. With more, OpenBLAS's thread pool and
   PyTorch's (OpenMP) spin against each other: 2 + 2 threads decoded 4-5x slower than MKL alone on
   the 2-core EPYC (a one-off measurement). :func:`use_gemm` therefore sets NumPy's OpenBLAS to
-  one thread too (``threadpoolctl``), for the whole process.
+  one thread too (``threadpoolctl``), for the whole process. oneDNN runs on PyTorch's own
+  threads, at any count.
 - With gradients enabled, a tensor off the CPU or of a subclass, mixed dtypes, or while
   ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``: NumPy is
   invisible to autograd and to graph capture. Training a converted model therefore works, at
   PyTorch's speed.
-- The two libraries sum in different orders, so outputs agree to float rounding, not bit for bit.
+- The libraries sum in different orders, so outputs agree to float rounding, not bit for bit.
 """
 
 from __future__ import annotations
@@ -44,10 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BACKENDS = ("auto", "torch", "numpy")
+from formers.inference.onednn import OneDnnLinear, onednn_available, onednn_may_run, packed_product
+
+BACKENDS = ("auto", "torch", "numpy", "onednn")
 ENV = "FORMERS_GEMM"
 # smaller weights stay with PyTorch: NumPy's call costs more and OpenBLAS's gain is gone there
 NUMPY_MIN_WEIGHTS = 512 * 512
+# smaller weights stay with PyTorch: oneDNN's call costs more there (benchmarks/gemm_shapes.py)
+ONEDNN_MIN_WEIGHTS = 512 * 512
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
@@ -89,11 +101,15 @@ def row_product(linear: nn.Module, like: Tensor) -> Callable[[Tensor], Tensor]:
     """``linear`` as a function of ``(N, in)`` rows like ``like`` (their dtype and device, in
     the grad mode and threads they will run in), for a caller that makes many calls in one
     setting, as a decoding step does: a :class:`NumpyLinear` that would run NumPy
-    (:func:`numpy_may_run`) becomes NumPy's product without the per-call checks; any other
-    layer (``nn.Linear``, int8, a subclass with its own forward) is the module itself."""
+    (:func:`numpy_may_run`) becomes NumPy's product without the per-call checks, and a
+    :class:`~formers.inference.onednn.OneDnnLinear` that would run oneDNN its packed product;
+    any other layer (``nn.Linear``, int8, a subclass with its own forward) is the module
+    itself."""
     if type(linear) is NumpyLinear and numpy_may_run(like, linear.weight):
         weight_t, bias = linear._numpy_views()
         return lambda rows: _numpy_product(rows, weight_t, bias)
+    if type(linear) is OneDnnLinear and onednn_may_run(like, linear.weight):
+        return packed_product(linear.packed_weight(), linear.bias)
     return linear
 
 
@@ -144,11 +160,19 @@ def numpy_blas_name() -> str | None:
     return libs[0].internal_api if libs else None
 
 
+def cpu_capability() -> str:
+    """The instruction set PyTorch's CPU kernels dispatch to (``"AVX512"``, ``"AVX2"``, ...)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def auto_backend() -> str:
-    """``"numpy"`` on an AMD CPU whose NumPy uses OpenBLAS, else ``"torch"`` (module docstring)."""
-    if cpu_vendor() == "AuthenticAMD" and numpy_blas_name() == "openblas":
-        return "numpy"
-    return "torch"
+    """On an AMD CPU: ``"onednn"`` with AVX-512 (and oneDNN), else ``"numpy"`` where NumPy uses
+    OpenBLAS; ``"torch"`` elsewhere (module docstring)."""
+    if cpu_vendor() != "AuthenticAMD":
+        return "torch"
+    if cpu_capability() == "AVX512" and onednn_available():
+        return "onednn"
+    return "numpy" if numpy_blas_name() == "openblas" else "torch"
 
 
 def resolve_backend(backend: str | None = None) -> str:
@@ -164,34 +188,50 @@ def resolve_backend(backend: str | None = None) -> str:
     return auto_backend() if name == "auto" else name
 
 
+_LAYERS: dict[str, type[nn.Linear]] = {
+    "torch": nn.Linear, "numpy": NumpyLinear, "onednn": OneDnnLinear,
+}  # fmt: skip
+
+
 def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
     """Give the CPU ``nn.Linear`` layers of ``model`` the product ``backend`` names (module
     docstring), in place; returns ``model``. Parameters, names and the state dict are unchanged.
 
     Raises:
-        ValueError: an unknown backend.
+        ValueError: an unknown backend, or ``"onednn"`` where PyTorch has no oneDNN.
     """
-    use_numpy = resolve_backend(backend) == "numpy"
+    name = resolve_backend(backend)
+    if name == "onednn" and not onednn_available():
+        raise ValueError("the onednn GEMM backend needs a PyTorch built with oneDNN (mkldnn)")
+    target = _LAYERS[name]
     swapped = False
     for module in model.modules():
-        if use_numpy and type(module) is nn.Linear and _numpy_pays(module):
-            module.__class__ = NumpyLinear
-            swapped = True
-        elif not use_numpy and type(module) is NumpyLinear:
-            module.__class__ = nn.Linear
-    if use_numpy and swapped:
+        if type(module) not in _LAYERS.values():
+            continue
+        pays = target is not nn.Linear and _pays(module, name)
+        module.__class__ = target if pays else nn.Linear
+        swapped |= pays
+        if pays and target is OneDnnLinear:
+            module.packed_weight()  # packed now, not in the first decoding step
+    if name == "numpy" and swapped:
         _one_blas_thread()
     return model
 
 
-def _numpy_pays(linear: nn.Linear) -> bool:
-    return linear.weight.is_cpu and linear.weight.numel() >= NUMPY_MIN_WEIGHTS
+def _pays(linear: nn.Linear, backend: str) -> bool:
+    weight = linear.weight
+    if backend == "numpy":
+        return weight.is_cpu and weight.numel() >= NUMPY_MIN_WEIGHTS
+    # oneDNN's float32 product only: the one measured, and packed at conversion
+    return weight.is_cpu and weight.dtype is torch.float32 and weight.numel() >= ONEDNN_MIN_WEIGHTS
 
 
 def gemm_backend(model: nn.Module) -> str:
-    """``"numpy"``, ``"torch"`` or ``"mixed"``: what ``model``'s linear layers multiply with."""
-    kinds = {type(m) is NumpyLinear for m in model.modules() if isinstance(m, nn.Linear)}
-    return "mixed" if len(kinds) > 1 else ("numpy" if kinds == {True} else "torch")
+    """``"numpy"``, ``"onednn"``, ``"torch"`` or ``"mixed"``: what ``model``'s linear layers
+    multiply with."""
+    backends = {cls: name for name, cls in _LAYERS.items()}
+    names = {backends.get(type(m), "torch") for m in model.modules() if isinstance(m, nn.Linear)}
+    return "mixed" if len(names) > 1 else (names.pop() if names else "torch")
 
 
 def _one_blas_thread() -> None:

@@ -1,0 +1,284 @@
+"""oneDNN's packed products: OneDnnLinear computes nn.Linear's function, in oneDNN only where
+nothing can need a gradient, follows new weights, survives a deep copy, and decodes as the
+model with PyTorch's product does; the fused query, key and value product gives the same bits
+as three products."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from formers.decoding import beam_search, greedy_search
+from formers.inference import gemm, onednn
+from formers.inference.gemm import gemm_backend, row_product, use_gemm
+from formers.inference.layout import use_inference_layout, use_standard_layout
+from formers.inference.onednn import OneDnnLinear, fuse_onednn
+from inference.helpers import decisive_model
+
+pytestmark = pytest.mark.skipif(not onednn.onednn_available(), reason="this PyTorch has no oneDNN")
+SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 0]])
+
+
+@pytest.fixture(autouse=True)
+def _every_layer(monkeypatch):
+    """The tiny test layers go through oneDNN too (real models: only the large ones)."""
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
+
+
+@pytest.fixture
+def products(monkeypatch) -> list[int]:
+    """One entry per oneDNN product made (module forward and the flat form alike)."""
+    calls: list[int] = []
+    real = onednn.packed_product
+
+    def spy(packed, bias):
+        product = real(packed, bias)
+        return lambda x: calls.append(1) or product(x)
+
+    monkeypatch.setattr(onednn, "packed_product", spy)
+    monkeypatch.setattr(gemm, "packed_product", spy)
+    return calls
+
+
+def _pair(bias: bool = True, column_major: bool = False) -> tuple[nn.Linear, OneDnnLinear]:
+    torch.manual_seed(0)
+    ref = nn.Linear(24, 40, bias=bias)
+    if column_major:  # what use_inference_layout stores
+        ref.weight.data = ref.weight.data.t().contiguous().t()
+    fast = use_gemm(copy.deepcopy(ref), "onednn")
+    assert type(fast) is OneDnnLinear
+    return ref, fast
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("column_major", [True, False])
+@pytest.mark.parametrize("shape", [(5, 24), (2, 3, 24), (1, 1, 24), (0, 24)])
+def test_onednn_linear_computes_nn_linear(products, bias, column_major, shape):
+    ref, fast = _pair(bias, column_major)
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        out = fast(x)
+    assert products == [1], "the product ran in oneDNN, once"
+    assert out.shape == (*shape[:-1], 40)
+    torch.testing.assert_close(out, F.linear(x, ref.weight, ref.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_a_non_contiguous_input(products):
+    ref, fast = _pair()
+    x = torch.randn(24, 6).t()  # (6, 24), transposed strides
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert products == [1]
+
+
+@torch.inference_mode()
+def test_new_weights_are_packed_again(products):
+    ref, fast = _pair()
+    x = torch.randn(3, 24)
+    fast(x)
+    torch.manual_seed(1)
+    other = nn.Linear(24, 40)
+    fast.load_state_dict(other.state_dict())  # copied in place: the version counter moves
+    torch.testing.assert_close(fast(x), other(x), rtol=1e-5, atol=1e-5)
+    fast.weight.data = torch.randn(40, 24)  # new storage
+    torch.testing.assert_close(fast(x), F.linear(x, fast.weight, fast.bias), rtol=1e-5, atol=1e-5)
+    fast.bias.add_(1.0)  # the bias is read at every call
+    torch.testing.assert_close(fast(x), F.linear(x, fast.weight, fast.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_with_gradients_it_is_nn_linear_exactly(products):
+    ref, fast = _pair()
+    x = torch.randn(4, 24, requires_grad=True)
+    a, b = ref(x), fast(x)
+    assert products == [], "oneDNN's packed product has no backward: PyTorch's product"
+    assert torch.equal(a, b)
+    a.square().sum().backward()
+    grads = (x.grad.clone(), ref.weight.grad, ref.bias.grad)
+    x.grad = None
+    b.square().sum().backward()
+    for g, h in zip(grads, (x.grad, fast.weight.grad, fast.bias.grad), strict=True):
+        assert torch.equal(g, h)
+
+
+@pytest.mark.parametrize("case", ["float64", "mixed dtypes", "tensor subclass"])
+def test_it_falls_back_where_onednn_must_not_run(products, case):
+    ref, fast = _pair()
+    x = torch.randn(3, 24)
+    if case == "float64":
+        ref, fast, x = ref.double(), fast.double(), x.double()
+    elif case == "mixed dtypes":
+        x = x.double()
+    else:
+        x = nn.Parameter(x, requires_grad=False)
+    with torch.inference_mode():
+        if case == "mixed dtypes":
+            with pytest.raises(RuntimeError):  # as nn.Linear does
+                fast(x)
+        else:
+            assert torch.equal(fast(x), F.linear(x, ref.weight, ref.bias))
+    assert products == []
+
+
+def test_it_runs_at_any_thread_count(products):
+    ref, fast = _pair()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            torch.testing.assert_close(fast(x := torch.randn(3, 24)), ref(x), rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+    assert products == [1]
+
+
+def test_use_gemm_swaps_classes_and_keeps_parameters(monkeypatch):
+    monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
+    model = decisive_model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    params = [id(p) for p in model.parameters()]
+    use_gemm(model, "onednn")
+    assert gemm_backend(model) == "onednn"
+    assert [id(p) for p in model.parameters()] == params
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    use_gemm(model, "numpy")
+    assert gemm_backend(model) == "numpy"
+    assert not any(type(m) is OneDnnLinear for m in model.modules())
+    use_inference_layout(model, "onednn")
+    assert gemm_backend(model) == "onednn"
+    use_standard_layout(model)
+    assert gemm_backend(model) == "torch"
+
+
+def test_small_and_non_float32_layers_keep_pytorch_s_product(monkeypatch):
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 256), nn.Linear(64, 256).double())
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 64 * 256)
+    use_gemm(model, "onednn")
+    assert [type(m) for m in model] == [nn.Linear, OneDnnLinear, nn.Linear]
+    assert gemm_backend(model) == "mixed"
+
+
+@torch.inference_mode()
+def test_a_deep_copy_packs_its_own(products):
+    model = use_inference_layout(decisive_model(), "onednn")
+    twin = copy.deepcopy(model)  # an opaque oneDNN tensor could not be copied
+    options = dict(max_len_a=1.0, max_len_b=6)
+    assert torch.equal(greedy_search(twin, SRC, **options).tokens,
+                       greedy_search(model, SRC, **options).tokens)  # fmt: skip
+    assert products
+
+
+@torch.inference_mode()
+def test_greedy_and_beam_search_give_the_same_outputs(products):
+    ref = decisive_model()
+    fast = use_inference_layout(copy.deepcopy(ref), "onednn")
+    options = dict(max_len_a=1.0, max_len_b=6)
+    a, b = greedy_search(ref, SRC, **options), greedy_search(fast, SRC, **options)
+    assert products, "decoding multiplied in oneDNN"
+    assert torch.equal(a.tokens, b.tokens)
+    assert len({tuple(row.tolist()) for row in a.tokens}) == len(SRC), "source-dependent"
+    options["beam_size"] = 3
+    a, b = beam_search(ref, SRC, **options), beam_search(fast, SRC, **options)
+    assert torch.equal(a.tokens, b.tokens)
+    torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+
+
+def _layers(outs: tuple[int, ...], d_in: int, bias: bool = True) -> list[OneDnnLinear]:
+    torch.manual_seed(sum(outs) + d_in)
+    return [use_gemm(nn.Linear(d_in, out, bias=bias), "onednn") for out in outs]
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize(("d_in", "outs"), [(512, (512, 512, 512)), (40, (40, 10, 10)),
+                                             (33, (33, 33, 33)), (24, (40, 33, 7))])  # fmt: skip
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_fused_product_gives_the_bits_of_three(d_in, outs, bias):
+    """The flat step fuses a self-attention's three products only because they are the same
+    bits (oneDNN sums each output column in one order, whatever the columns beside it)."""
+    layers = _layers(outs, d_in, bias)
+    for rows in (1, 3, 32, 128):
+        x = torch.randn(rows, d_in)
+        fused = fuse_onednn(layers, x)
+        assert torch.equal(fused(x), torch.cat([layer(x) for layer in layers], dim=1))
+
+
+@torch.inference_mode()
+def test_a_row_is_the_same_in_any_batch():
+    """What a beam search relies on when the batch shrinks: a row's product does not depend on
+    the other rows."""
+    (layer,) = _layers((512,), 512)
+    x = torch.randn(128, 512)
+    alone = torch.cat([layer(x[i : i + 1]) for i in range(128)])
+    assert torch.equal(layer(x), alone)
+    assert torch.equal(layer(x[:7]), alone[:7])
+
+
+@torch.inference_mode()
+def test_the_fused_product_follows_new_weights_and_biases():
+    layers = _layers((24, 24, 24), 24)
+    x = torch.randn(3, 24)
+    fuse_onednn(layers, x)
+    packed = onednn._FUSED[layers[0]][1]
+    fuse_onednn(layers, x)
+    assert onednn._FUSED[layers[0]][1] is packed, "stacked and packed once per weights"
+    layers[1].load_state_dict(nn.Linear(24, 24).state_dict())
+    layers[2].bias.add_(1.0)
+    again = fuse_onednn(layers, x)
+    assert onednn._FUSED[layers[0]][1] is not packed
+    assert torch.equal(again(x), torch.cat([layer(x) for layer in layers], dim=1))
+
+
+def test_fusing_refuses_what_it_cannot_fuse():
+    layers = _layers((24, 24, 24), 24)
+    x = torch.randn(3, 24)
+    mixed = [*layers[:2], use_gemm(nn.Linear(24, 24, bias=False), "onednn")]
+    assert fuse_onednn(mixed, x) is None, "biases on some layers only"
+    assert fuse_onednn([*layers[:2], nn.Linear(24, 24)], x) is None, "PyTorch's product"
+    assert fuse_onednn(layers, x.double()) is None, "oneDNN would not run on these rows"
+    with torch.enable_grad():
+        assert fuse_onednn(layers, x) is None
+
+
+def test_row_product_is_the_packed_product_where_onednn_runs(products):
+    ref, fast = _pair()
+    x = torch.randn(3, 24)
+    with torch.inference_mode():
+        flat = row_product(fast, x)
+        assert flat is not fast
+        assert torch.equal(flat(x), fast(x))
+        assert row_product(fast, x.double()) is fast, "the module, which falls back"
+
+
+@pytest.mark.parametrize(
+    ("vendor", "capability", "available", "blas", "expected"),
+    [
+        ("AuthenticAMD", "AVX512", True, "openblas", "onednn"),
+        ("AuthenticAMD", "AVX512", False, "openblas", "numpy"),
+        ("AuthenticAMD", "AVX2", True, "openblas", "numpy"),
+        ("AuthenticAMD", "AVX2", True, "mkl", "torch"),
+        ("GenuineIntel", "AVX512", True, "openblas", "torch"),
+        (None, "AVX512", True, "openblas", "torch"),
+    ],
+)
+def test_auto_picks_onednn_on_amd_with_avx512(
+    monkeypatch, vendor, capability, available, blas, expected
+):
+    monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(gemm, "cpu_capability", lambda: capability)
+    monkeypatch.setattr(gemm, "onednn_available", lambda: available)
+    monkeypatch.setattr(gemm, "numpy_blas_name", lambda: blas)
+    monkeypatch.delenv(gemm.ENV, raising=False)
+    assert gemm.resolve_backend() == expected
+    monkeypatch.setenv(gemm.ENV, "numpy")
+    assert gemm.resolve_backend() == "numpy", "the environment variable overrides auto"
+    assert gemm.resolve_backend("onednn") == "onednn", "an explicit backend overrides both"
+
+
+def test_onednn_without_onednn_is_refused(monkeypatch):
+    monkeypatch.setattr(gemm, "onednn_available", lambda: False)
+    with pytest.raises(ValueError, match="needs a PyTorch built with oneDNN"):
+        use_gemm(decisive_model(), "onednn")
