@@ -12,7 +12,9 @@ Each step, for every source, the ``2k`` best extensions of its ``k`` beams are f
 Hugging Face); the ``k`` best others continue, and the KV cache is reordered with them. A source
 is done when it reaches its length limit (where EOS is forced) or, by default, as soon as it has
 ``k`` finished hypotheses; it is then dropped from the batch. The ``k`` beams of a source start
-identical, so the first step runs once per source and its state is then repeated for the beams.
+identical, so the first step runs once per source and its state is then repeated for the beams;
+the cross-attention caches keep one row per source, which softmax attention reads once for all
+its beams (:class:`~formers.nn.kv_cache.StaticKVCache`).
 GNMT's coverage penalty is not implemented.
 
 ``early_stopping`` chooses when a source with ``k`` finished hypotheses stops, with Hugging Face's

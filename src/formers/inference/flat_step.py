@@ -67,7 +67,14 @@ from formers.nn.decoder_only import DecoderOnlyLM
 from formers.nn.encoder_decoder import EncoderDecoder, Seq2SeqState
 from formers.nn.feed_forward import FeedForward, GatedFeedForward
 from formers.nn.kernels import eager_attention
-from formers.nn.kv_cache import DecoderCache, KVCache, LayerCache, StaticKVCache
+from formers.nn.kv_cache import (
+    DecoderCache,
+    KVCache,
+    LayerCache,
+    StaticKVCache,
+    group_queries,
+    ungroup_queries,
+)
 from formers.nn.layers import DecoderLayer
 from formers.nn.mechanism import SoftmaxAttention
 from formers.nn.norms import PostNormResidual, PreNormResidual
@@ -170,13 +177,16 @@ class _Attention:
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         """``(b, h, 1, dh)`` queries over ``(b, g, t, dh)`` keys -> ``(b, d)`` after the output
         projection. One query is the last position, so causality masks nothing."""
-        if self.eager:  # the model's own kernel, so that the results are the same to the bit
-            out, _ = eager_attention(q, k, v, mask=mask, scale=self.scale)
-        else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.heads != self.kv_heads
-            )  # (b, h, 1, dh)
+        out = self.attention(q, k, v, mask)  # (b, h, 1, dh)
         return self.o(out.transpose(1, 2).reshape(q.size(0), self.heads * self.head_dim))
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """``(b, h, n, dh)`` queries over ``(b, g, t, dh)`` keys, unmasked but for ``mask``."""
+        if self.eager:  # the model's own kernel, so that the results are the same to the bit
+            return eager_attention(q, k, v, mask=mask, scale=self.scale)[0]
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.heads != self.kv_heads
+        )
 
     def self_attention(self, x: Tensor, cache: KVCache) -> Tensor:
         """``(b, d)`` -> ``(b, d)``; the new key and value are appended to ``cache``."""
@@ -190,8 +200,17 @@ class _Attention:
         return self.attend(self.split(q, self.heads), k, v, None)
 
     def cross_attention(self, x: Tensor, cache: StaticKVCache, mask: Tensor | None) -> Tensor:
-        k, v = cache.get()  # (b, g, s, dh), projected by init_decoding
-        return self.attend(self.split(self.q(x), self.heads), k, v, mask)
+        """``(b, d)`` -> ``(b, d)``. Where the cache's rows each serve ``group`` rows (beam
+        search), each group's queries attend as one row, as in the model's softmax attention
+        (:class:`~formers.nn.kv_cache.StaticKVCache`)."""
+        k, v, group = cache.grouped()  # (b / group, g, s, dh), projected by init_decoding
+        q = self.split(self.q(x), self.heads)  # (b, h, 1, dh)
+        if group == 1:
+            return self.attend(q, k, v, mask)
+        if mask is not None and mask.size(0) == q.size(0):
+            mask = mask[::group]  # the rows of a group share a source
+        out = self.attention(group_queries(q, group), k, v, mask)  # (b / group, h, group, dh)
+        return self.o(ungroup_queries(out, group).reshape(q.size(0), self.heads * self.head_dim))
 
 
 # attention -> (its q, k, v layers' packed weights, their fused layer): made once per weights.

@@ -103,11 +103,22 @@ class KVCache:
 
 
 class StaticKVCache:
-    """Cross-attention cache: keys and values projected once from the encoder output."""
+    """Cross-attention cache: keys and values projected once from the encoder output.
+
+    Rows that decode the same source share one cached row: after a reorder that repeats each
+    source for ``group`` consecutive rows (beam search's first step, or a later one that drops
+    finished sources), the cache keeps one row per source and records ``group``. Softmax
+    attention then attends each source's ``group`` rows of queries as one row of ``group``
+    queries over its keys (:func:`group_queries`): the keys and values are read once per source
+    rather than once per beam (4x less memory to stream at beam 4). :meth:`get` gives every
+    other mechanism the keys and values of each row, repeated (made once per reorder).
+    """
 
     def __init__(self) -> None:
         self.k: Tensor | None = None
         self.v: Tensor | None = None
+        self.group = 1  # consecutive rows per cached row
+        self._repeated: tuple[Tensor, Tensor] | None = None
 
     @property
     def complete(self) -> bool:
@@ -118,18 +129,65 @@ class StaticKVCache:
         return 0 if self.k is None else self.k.size(2)
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        self.k, self.v = k, v
+        self.k, self.v, self.group, self._repeated = k, v, 1, None
         return k, v
 
     def get(self) -> tuple[Tensor, Tensor]:
+        """``(b, g, s, d)`` keys and values, one row per decoding row."""
+        k, v, group = self.grouped()
+        if group == 1:
+            return k, v
+        if self._repeated is None:
+            self._repeated = (k.repeat_interleave(group, 0), v.repeat_interleave(group, 0))
+        return self._repeated
+
+    def grouped(self) -> tuple[Tensor, Tensor, int]:
+        """``(b / group, g, s, d)`` keys and values and ``group``: cached row ``i`` serves
+        decoding rows ``i * group`` to ``i * group + group - 1``."""
         if self.k is None or self.v is None:
             raise RuntimeError("cross-attention cache is empty: run the first decoding step")
-        return self.k, self.v
+        return self.k, self.v, self.group
 
     def reorder(self, indices: Tensor) -> None:
-        if self.k is not None:
-            self.k = self.k.index_select(0, indices)
-            self.v = self.v.index_select(0, indices)
+        """Decoding row ``j`` continues row ``indices[j]``: keep the cached row of each, one per
+        run of rows that share it when every run has the same length (module docstring)."""
+        if self.k is None:
+            return
+        rows = indices // self.group  # (b_new,): the cached row of each new row
+        kept, self.group = _runs(rows)
+        if not torch.equal(kept, torch.arange(self.k.size(0), device=kept.device)):
+            self.k, self.v = self.k.index_select(0, kept), self.v.index_select(0, kept)
+        self._repeated = None
+
+
+def _runs(rows: Tensor) -> tuple[Tensor, int]:
+    """``(rows[::n], n)`` when ``rows`` is runs of ``n`` equal values, ``n`` the length of the
+    first run; else ``(rows, 1)``."""
+    if rows.numel() < 2:
+        return rows, 1
+    other = (rows != rows[0]).nonzero()
+    n = rows.numel() if other.numel() == 0 else int(other[0])
+    if n > 1 and rows.numel() % n == 0:
+        starts = rows[::n]
+        if torch.equal(rows.view(-1, n), starts[:, None].expand(-1, n)):
+            return starts, n
+    return rows, 1
+
+
+def group_queries(q: Tensor, group: int) -> Tensor:
+    """``(b, h, t, d)`` -> ``(b / group, h, group * t, d)``: the queries of each ``group``
+    consecutive rows as one row (for cross-attention over a :class:`StaticKVCache` with that
+    ``group``; its queries attend independently of each other, so they may share a row)."""
+    b, h, t, d = q.shape
+    rows = q.view(b // group, group, h, t, d).transpose(1, 2)  # (b / group, h, group, t, d)
+    return rows.reshape(b // group, h, group * t, d)
+
+
+def ungroup_queries(out: Tensor, group: int) -> Tensor:
+    """:func:`group_queries` undone: ``(b / group, h, group * t, d)`` -> ``(b, h, t, d)``."""
+    m, h, gt, d = out.shape
+    rows = out.view(m, h, group, gt // group, d).transpose(1, 2)  # (m, group, h, t, d)
+    return rows.reshape(m * group, h, gt // group, d)
 
 
 @dataclass

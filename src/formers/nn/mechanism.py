@@ -28,7 +28,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from formers.nn.kernels import AttentionKernel, eager_attention, get_kernel
-from formers.nn.kv_cache import KVCache, StaticKVCache
+from formers.nn.kv_cache import KVCache, StaticKVCache, group_queries, ungroup_queries
 from formers.nn.masks import AttentionMask
 
 # what a mechanism may be asked for, and how an error message says it
@@ -148,13 +148,17 @@ class SoftmaxAttention(AttentionMechanism):
         dropout_p: float = 0.0,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
+        weigh = need_weights or value is not None  # a value term needs the weights
+        if k is None and isinstance(state, StaticKVCache) and state.group > 1 and not weigh:
+            out = None if bias is not None else self._grouped(q, state, mask, scale, dropout_p)
+            if out is not None:
+                return out, None
         if state is not None:
             k, v = state.get() if k is None else state.update(k, v)
         if k is None or v is None:
             raise ValueError("no keys and values: pass them, or a state that holds them")
         t_q, t_k = q.size(-2), k.size(-2)
         dense, causal = (None, False) if mask is None else mask.for_kernel(t_q, t_k, q.device)
-        weigh = need_weights or value is not None  # a value term needs the weights
         kernel = eager_attention if weigh else self.kernel
         out, weights = kernel(
             q, k, v, mask=dense, causal=causal, bias=None if bias is None else bias(q, k),
@@ -163,6 +167,31 @@ class SoftmaxAttention(AttentionMechanism):
         if value is not None:
             out = out + value(weights)
         return out, weights if need_weights else None
+
+    def _grouped(
+        self,
+        q: Tensor,
+        state: StaticKVCache,
+        mask: AttentionMask | None,
+        scale: float | None,
+        dropout_p: float,
+    ) -> Tensor | None:
+        """Cross-attention over a cache whose rows each serve ``group`` query rows: each
+        group's queries as one row (:func:`~formers.nn.kv_cache.group_queries`), so that its
+        keys and values are read once. ``None`` where the mask differs between queries."""
+        k, v, group = state.grouped()
+        dense, causal = (None, False) if mask is None else mask.for_kernel(
+            q.size(-2), k.size(-2), q.device
+        )  # fmt: skip
+        if causal or (dense is not None and dense.size(-2) != 1):
+            return None
+        if dense is not None and dense.size(0) == q.size(0):
+            dense = dense[::group]  # (b / group, 1|h, 1, s): the rows of a group share a source
+        out, _ = self.kernel(
+            group_queries(q, group), k, v, mask=dense, causal=False, bias=None,
+            dropout_p=dropout_p, scale=scale, need_weights=False,
+        )  # fmt: skip
+        return ungroup_queries(out, group)
 
 
 # mechanisms by name, for configs and the CLI; "sdpa" and "eager" are the softmax kernels
