@@ -102,3 +102,48 @@ def train_tokenizer(vocab_size: int = 40):
 
     texts = [text for pair in PARALLEL for text in pair] * 3
     return Tokenizer.train(texts, vocab_size)
+
+
+def assert_same_gradients(ref: torch.nn.Module, fast: torch.nn.Module, x: torch.Tensor) -> None:
+    """``fast`` (a layer with another product at inference) computes ``ref``'s outputs and the
+    same gradients, bit for bit, for the input and both parameters, on ``x`` (which needs a
+    gradient)."""
+    a, b = ref(x), fast(x)
+    assert torch.equal(a, b)
+    a.square().sum().backward()
+    grads = (x.grad.clone(), ref.weight.grad, ref.bias.grad)
+    x.grad = None
+    b.square().sum().backward()
+    for g, h in zip(grads, (x.grad, fast.weight.grad, fast.bias.grad), strict=True):
+        assert torch.equal(g, h)
+
+
+def assert_same_searches(ref, fast, src: torch.Tensor, tol: float) -> None:
+    """Greedy and beam search (3) give ``ref``'s tokens with ``fast``, and its beam scores to
+    ``tol``; the greedy outputs differ between sources (so that the comparison can fail)."""
+    from formers.decoding import beam_search, greedy_search
+
+    options = dict(max_len_a=1.0, max_len_b=6)
+    a, b = greedy_search(ref, src, **options), greedy_search(fast, src, **options)
+    assert torch.equal(a.tokens, b.tokens)
+    assert len({tuple(row.tolist()) for row in a.tokens}) == len(src), "source-dependent"
+    a, b = (
+        beam_search(ref, src, beam_size=3, **options),
+        beam_search(fast, src, beam_size=3, **options),
+    )
+    assert torch.equal(a.tokens, b.tokens)
+    torch.testing.assert_close(a.scores, b.scores, rtol=tol, atol=tol)
+
+
+def assert_falls_back(ref, fast, x: torch.Tensor, *, mixed_dtypes: bool) -> None:
+    """At inference, ``fast`` computes ``F.linear`` exactly on ``x``, or refuses mixed dtypes as
+    ``nn.Linear`` does."""
+    import pytest
+    from torch.nn import functional as F
+
+    with torch.inference_mode():
+        if mixed_dtypes:
+            with pytest.raises(RuntimeError):
+                fast(x)
+        else:
+            assert torch.equal(fast(x), F.linear(x, ref.weight, ref.bias))

@@ -11,12 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formers.decoding import beam_search, greedy_search
 from formers.inference import gemm
 from formers.inference.gemm import NumpyLinear, gemm_backend, use_gemm
 from formers.inference.generate import generate
 from formers.inference.layout import use_inference_layout, use_standard_layout
-from inference.helpers import decisive_model, tiny_gpt
+from inference.helpers import (
+    assert_falls_back,
+    assert_same_gradients,
+    assert_same_searches,
+    decisive_model,
+    tiny_gpt,
+)
 
 SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 0]])
 
@@ -92,16 +97,8 @@ def test_new_weights_are_seen_in_place_or_replaced(matmuls):
 
 def test_with_gradients_it_is_nn_linear_exactly(matmuls):
     ref, fast = _pair(True, True)
-    x = torch.randn(4, 24, requires_grad=True)
-    a, b = ref(x), fast(x)
+    assert_same_gradients(ref, fast, torch.randn(4, 24, requires_grad=True))
     assert matmuls == [], "autograd cannot see NumPy: PyTorch's product"
-    assert torch.equal(a, b)
-    a.square().sum().backward()
-    grads = (x.grad.clone(), ref.weight.grad, ref.bias.grad)
-    x.grad = None
-    b.square().sum().backward()
-    for g, h in zip(grads, (x.grad, fast.weight.grad, fast.bias.grad), strict=True):
-        assert torch.equal(g, h)
 
 
 @pytest.mark.parametrize(
@@ -119,12 +116,7 @@ def test_it_falls_back_where_numpy_must_not_run(matmuls, case):
     threads = torch.get_num_threads()
     torch.set_num_threads(2 if case == "two threads" else threads)
     try:
-        with torch.inference_mode():
-            if case == "mixed dtypes":
-                with pytest.raises(RuntimeError):  # as nn.Linear does
-                    fast(x)
-            else:
-                assert torch.equal(fast(x), F.linear(x, ref.weight, ref.bias))
+        assert_falls_back(ref, fast, x, mixed_dtypes=case == "mixed dtypes")
     finally:
         torch.set_num_threads(threads)
     assert matmuls == []
@@ -169,16 +161,8 @@ def test_only_cpu_weights_change_backend():
 def test_greedy_and_beam_search_give_the_same_outputs(matmuls, dtype):
     ref = decisive_model().to(dtype)
     fast = use_inference_layout(copy.deepcopy(ref), "numpy")
-    options = dict(max_len_a=1.0, max_len_b=6)
-    a, b = greedy_search(ref, SRC, **options), greedy_search(fast, SRC, **options)
+    assert_same_searches(ref, fast, SRC, tol=1e-10 if dtype == torch.float64 else 1e-4)
     assert matmuls, "decoding multiplied in NumPy"
-    assert torch.equal(a.tokens, b.tokens)
-    assert len({tuple(row.tolist()) for row in a.tokens}) == len(SRC), "source-dependent"
-    options["beam_size"] = 3
-    a, b = beam_search(ref, SRC, **options), beam_search(fast, SRC, **options)
-    assert torch.equal(a.tokens, b.tokens)
-    tol = 1e-10 if dtype == torch.float64 else 1e-4
-    torch.testing.assert_close(a.scores, b.scores, rtol=tol, atol=tol)
 
 
 @torch.inference_mode()

@@ -12,12 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formers.decoding import beam_search, greedy_search
+from formers.decoding import greedy_search
 from formers.inference import gemm, onednn
 from formers.inference.gemm import gemm_backend, row_product, use_gemm
 from formers.inference.layout import use_inference_layout, use_standard_layout
 from formers.inference.onednn import OneDnnLinear, fuse_onednn
-from inference.helpers import decisive_model
+from inference.helpers import (
+    assert_falls_back,
+    assert_same_gradients,
+    assert_same_searches,
+    decisive_model,
+)
 
 pytestmark = pytest.mark.skipif(not onednn.onednn_available(), reason="this PyTorch has no oneDNN")
 SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 0]])
@@ -92,16 +97,8 @@ def test_new_weights_are_packed_again(products):
 
 def test_with_gradients_it_is_nn_linear_exactly(products):
     ref, fast = _pair()
-    x = torch.randn(4, 24, requires_grad=True)
-    a, b = ref(x), fast(x)
+    assert_same_gradients(ref, fast, torch.randn(4, 24, requires_grad=True))
     assert products == [], "oneDNN's packed product has no backward: PyTorch's product"
-    assert torch.equal(a, b)
-    a.square().sum().backward()
-    grads = (x.grad.clone(), ref.weight.grad, ref.bias.grad)
-    x.grad = None
-    b.square().sum().backward()
-    for g, h in zip(grads, (x.grad, fast.weight.grad, fast.bias.grad), strict=True):
-        assert torch.equal(g, h)
 
 
 @pytest.mark.parametrize("case", ["float64", "mixed dtypes", "tensor subclass"])
@@ -114,12 +111,7 @@ def test_it_falls_back_where_onednn_must_not_run(products, case):
         x = x.double()
     else:
         x = nn.Parameter(x, requires_grad=False)
-    with torch.inference_mode():
-        if case == "mixed dtypes":
-            with pytest.raises(RuntimeError):  # as nn.Linear does
-                fast(x)
-        else:
-            assert torch.equal(fast(x), F.linear(x, ref.weight, ref.bias))
+    assert_falls_back(ref, fast, x, mixed_dtypes=case == "mixed dtypes")
     assert products == []
 
 
@@ -176,15 +168,8 @@ def test_a_deep_copy_packs_its_own(products):
 def test_greedy_and_beam_search_give_the_same_outputs(products):
     ref = decisive_model()
     fast = use_inference_layout(copy.deepcopy(ref), "onednn")
-    options = dict(max_len_a=1.0, max_len_b=6)
-    a, b = greedy_search(ref, SRC, **options), greedy_search(fast, SRC, **options)
+    assert_same_searches(ref, fast, SRC, tol=1e-4)
     assert products, "decoding multiplied in oneDNN"
-    assert torch.equal(a.tokens, b.tokens)
-    assert len({tuple(row.tolist()) for row in a.tokens}) == len(SRC), "source-dependent"
-    options["beam_size"] = 3
-    a, b = beam_search(ref, SRC, **options), beam_search(fast, SRC, **options)
-    assert torch.equal(a.tokens, b.tokens)
-    torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-4)
 
 
 def _layers(outs: tuple[int, ...], d_in: int, bias: bool = True) -> list[OneDnnLinear]:

@@ -4,29 +4,30 @@ PyTorch ships oneDNN for its own fused CPU kernels (Inductor's freezing packs ``
 weights with it). On an AMD CPU with AVX-512, oneDNN multiplies with its AVX-512 code, while
 PyTorch's MKL and NumPy's OpenBLAS (0.3.31, which calls such a CPU "Haswell") run AVX2 code. On
 one core of a 2-core AMD EPYC of family 26 (Zen 5), a layer read from memory as a decoding step
-reads it, packed once: ``(32, 512) x (512, 2048)`` 0.39-0.41 ms against OpenBLAS's 0.81 and
-MKL's 0.96; 4 rows 0.14 against 0.33 and 0.38; one row 0.11 against 0.17 and 0.19
-(``benchmarks/gemm_shapes.py``). On the 2-core EPYC of the previous generation we measured
-(Zen 2, AVX2 only) it lost to OpenBLAS at one and at 128 rows (``benchmarks/decode_attempts.py``'s
-``onednn-packed`` attempt, 0.55-0.98x), so :func:`formers.inference.gemm.auto_backend` picks it
-only where PyTorch dispatches to AVX-512.
+reads it, packed once: ``(32, 512) x (512, 2048)`` 0.48 ms against OpenBLAS's 0.86 and MKL's
+0.99; 4 rows 0.17 against 0.34 and 0.45; one row 0.16 against 0.16 and 0.19
+(``benchmarks/gemm_shapes.py``, ``benchmarks/results/gemm_shapes_cpu_epyc_zen5.json``). On the
+2-core EPYC of the previous generation we measured (Zen 2, AVX2 only) it lost to OpenBLAS at one
+and at 128 rows (``benchmarks/decode_attempts.py``'s ``onednn-packed`` attempt, 0.55-0.98x), so
+:func:`formers.inference.gemm.auto_backend` picks it only where PyTorch dispatches to AVX-512.
 
 :class:`OneDnnLinear` is an ``nn.Linear`` (same parameters, names and state dict) that, where
 nothing can need its gradient, multiplies by a copy of its weight in oneDNN's packed format
 (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, the operators Inductor's
 freezing calls). Deviations, each required or measured:
 
-- The packed copy is a second copy of the weight (a base-sized model's linear layers: about
-  180 MB more). It is made by :func:`formers.inference.gemm.use_gemm` and again when the weight
-  is replaced (``weight.data = ...``), loaded (``load_state_dict``), or changed in place
-  through the parameter (``with torch.no_grad(): weight.copy_(...)``: its version counter).
-  An in-place change through ``weight.data``, or to a weight made in inference mode (which has
-  no version counter), other than by loading, is not seen.
+- The packed copy is a second copy of the weight (a base-sized model's linear layers: about 180
+  MB more, and 18 MB for the flat step's fused query, key and value weights). It is made by
+  :func:`formers.inference.gemm.use_gemm` and again when the weight is replaced (``weight.data =
+  ...``), loaded (``load_state_dict``), or changed in place through the parameter (``with
+  torch.no_grad(): weight.copy_(...)``: its version counter). An in-place change through
+  ``weight.data``, or to a weight made in inference mode (which has no version counter), other
+  than by loading, is not seen.
 - Copies are held outside the module (an opaque oneDNN tensor cannot be deep-copied), so
   ``copy.deepcopy`` of a model works and the copy packs its own on first use.
-- The packed layout is chosen for 128 rows (``PACK_ROWS``): in the measurement above, packing
-  for 32 or 128 rows gave the same speed at 1-128 rows, packing for one row was 1.3-2x slower
-  from 4 rows up.
+- The packed layout is chosen for 128 rows (``PACK_ROWS``): packing for 32 or 128 rows gave
+  the same speed at 1-128 rows, packing for one row was 1.1-1.9x slower from 4 rows up (a
+  one-off measurement of three shapes, weights read from memory).
 - With gradients enabled, another dtype than float32, a tensor off the CPU or of a subclass, or
   while ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``.
 - oneDNN sums in another order than MKL: outputs agree to float rounding, not bit for bit. Its
