@@ -267,3 +267,21 @@ def test_onednn_without_onednn_is_refused(monkeypatch):
     monkeypatch.setattr(gemm, "onednn_available", lambda: False)
     with pytest.raises(ValueError, match="needs a PyTorch built with oneDNN"):
         use_gemm(decisive_model(), "onednn")
+
+
+@pytest.mark.parametrize("backend", ["onednn", "numpy"])
+def test_int8_quantizes_the_layers_of_a_converted_model(monkeypatch, backend):
+    """quantize_dynamic matches exact types: a converted model's layers are quantized too, to
+    the same int8 model as the plain one's, and the converted model is left as it was."""
+    from formers.inference.int8 import quantize_int8
+
+    monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)
+    plain = decisive_model()
+    converted = use_inference_layout(copy.deepcopy(plain), backend)
+    ours, theirs = quantize_int8(converted), quantize_int8(plain)
+    assert not any(isinstance(m, nn.Linear) for m in ours.modules()), "every layer is int8"
+    assert gemm_backend(converted) == backend
+    with torch.inference_mode():
+        options = dict(max_len_a=1.0, max_len_b=6)
+        a, b = greedy_search(ours, SRC, **options), greedy_search(theirs, SRC, **options)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.scores, b.scores)

@@ -18,11 +18,14 @@ moved to CUDA. A tied output projection gets its own int8 copy (the embedding st
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from formers.inference.gemm import use_gemm
 
 ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # in order of preference
 
@@ -75,8 +78,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")
         warnings.filterwarnings("ignore", message=".*quantized tensor creation.*deprecated.*")
+        # a copy whose NumPy or oneDNN layers are plain nn.Linear again: quantize_dynamic
+        # matches the layers' exact type and would leave those in float32
+        float_copy = use_gemm(copy.deepcopy(model), "torch")
         quantized = torch.ao.quantization.quantize_dynamic(
-            model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=False
+            float_copy, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True
         )
     quantized.eval()
     if hasattr(model, "config"):
