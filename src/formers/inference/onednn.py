@@ -33,7 +33,8 @@ freezing calls). Deviations, each required or measured:
 - oneDNN sums in another order than MKL: outputs agree to float rounding, not bit for bit. Its
   result for a row does not depend on the other rows of the batch, nor on the layers' output
   columns being split (three projections multiply to the same bits as one of their stacked
-  weights), on the measured CPU; the tests check both where they run.
+  weights), on the measured CPU; the tests check both where PyTorch dispatches to AVX-512, and
+  only there are the flat step's projections fused (:func:`fusion_checked`).
 """
 
 from __future__ import annotations
@@ -110,12 +111,21 @@ def packed_product(packed: Tensor, bias: Tensor | None) -> Callable[[Tensor], Te
     return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
+def fusion_checked() -> bool:
+    """Whether this CPU runs oneDNN's AVX-512 code, where its stacked product was checked to give
+    the bits of separate products (module docstring); elsewhere the products stay separate."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor], Tensor] | None:
     """One oneDNN product for ``linears`` (a self-attention's query, key and value layers) on the
     same input, their outputs side by side: the weights stacked and packed, made again when a
     weight changes (as :meth:`OneDnnLinear.packed_weight` sees changes); the biases are read at
     every call. ``None`` unless every layer is a :class:`OneDnnLinear` that would run oneDNN on
-    rows like ``like`` and either all have biases or none do."""
+    rows like ``like`` and either all have biases or none do, and unless PyTorch dispatches to
+    AVX-512 here (:func:`fusion_checked`)."""
+    if not fusion_checked():
+        return None
     if not all(type(m) is OneDnnLinear and onednn_may_run(like, m.weight) for m in linears):
         return None
     biases = [m.bias for m in linears]
