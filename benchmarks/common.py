@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ def git_info() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
+@functools.cache
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
     fields: dict[str, str] = {}

@@ -255,7 +255,7 @@ def _onednn_linear() -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
 
     def product(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
         if id(w) not in packed:
-            packed[id(w)] = torch.ops.mkldnn._reorder_linear_weight(w.detach(), onednn.PACK_ROWS)
+            packed[id(w)] = onednn.pack(w)
         return onednn.packed_product(packed[id(w)], bias)(x)
 
     return product

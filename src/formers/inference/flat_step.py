@@ -72,6 +72,7 @@ from formers.nn.kv_cache import (
     KVCache,
     LayerCache,
     StaticKVCache,
+    group_mask,
     group_queries,
     ungroup_queries,
 )
@@ -207,8 +208,7 @@ class _Attention:
         q = self.split(self.q(x), self.heads)  # (b, h, 1, dh)
         if group == 1:
             return self.attend(q, k, v, mask)
-        if mask is not None and mask.size(0) == q.size(0):
-            mask = mask[::group]  # the rows of a group share a source
+        mask = group_mask(mask, group, q.size(0))
         out = self.attention(group_queries(q, group), k, v, mask)  # (b / group, h, group, dh)
         return self.o(ungroup_queries(out, group).reshape(q.size(0), self.heads * self.head_dim))
 

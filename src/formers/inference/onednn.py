@@ -94,8 +94,7 @@ class OneDnnLinear(nn.Linear):
         key = (weight.data_ptr(), version, weight.shape, weight.stride())
         known = _PACKED.get(self)
         if known is None or known[0] != key:
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS)
-            known = _PACKED[self] = (key, packed)
+            known = _PACKED[self] = (key, pack(weight))
         return known[1]
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
@@ -103,6 +102,11 @@ class OneDnnLinear(nn.Linear):
         the grad mode; an inference tensor has no version counter to show the change)."""
         super()._load_from_state_dict(*args, **kwargs)
         _PACKED.pop(self, None)
+
+
+def pack(weight: Tensor) -> Tensor:
+    """``(out, in)`` weight -> the same in oneDNN's packed layout for ``PACK_ROWS`` rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS)
 
 
 def packed_product(packed: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
@@ -135,10 +139,7 @@ def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor]
     known = _FUSED.get(linears[0])
     if known is None or any(a is not b for a, b in zip(known[0], weights, strict=True)):
         stacked = torch.cat([m.weight.detach() for m in linears])  # (sum of outs, in)
-        known = _FUSED[linears[0]] = (
-            weights,
-            torch.ops.mkldnn._reorder_linear_weight(stacked, PACK_ROWS),
-        )
+        known = _FUSED[linears[0]] = (weights, pack(stacked))
     packed = known[1]
     if biases[0] is None:
         return packed_product(packed, None)

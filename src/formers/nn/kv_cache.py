@@ -183,6 +183,12 @@ def group_queries(q: Tensor, group: int) -> Tensor:
     return rows.reshape(b // group, h, group * t, d)
 
 
+def group_mask(mask: Tensor | None, group: int, rows: int) -> Tensor | None:
+    """A ``(rows | 1, ...)`` mask for :func:`group_queries`' rows: the first row of each group
+    (the rows of a group share a source, so their masks over its keys are the same)."""
+    return mask[::group] if mask is not None and mask.size(0) == rows else mask
+
+
 def ungroup_queries(out: Tensor, group: int) -> Tensor:
     """:func:`group_queries` undone: ``(b / group, h, group * t, d)`` -> ``(b, h, t, d)``."""
     m, h, gt, d = out.shape

@@ -28,7 +28,13 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from formers.nn.kernels import AttentionKernel, eager_attention, get_kernel
-from formers.nn.kv_cache import KVCache, StaticKVCache, group_queries, ungroup_queries
+from formers.nn.kv_cache import (
+    KVCache,
+    StaticKVCache,
+    group_mask,
+    group_queries,
+    ungroup_queries,
+)
 from formers.nn.masks import AttentionMask
 
 # what a mechanism may be asked for, and how an error message says it
@@ -149,8 +155,9 @@ class SoftmaxAttention(AttentionMechanism):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         weigh = need_weights or value is not None  # a value term needs the weights
-        if k is None and isinstance(state, StaticKVCache) and state.group > 1 and not weigh:
-            out = None if bias is not None else self._grouped(q, state, mask, scale, dropout_p)
+        grouped = isinstance(state, StaticKVCache) and state.group > 1
+        if grouped and k is None and bias is None and not weigh:
+            out = self._grouped(q, state, mask, scale, dropout_p)
             if out is not None:
                 return out, None
         if state is not None:
@@ -185,11 +192,9 @@ class SoftmaxAttention(AttentionMechanism):
         )  # fmt: skip
         if causal or (dense is not None and dense.size(-2) != 1):
             return None
-        if dense is not None and dense.size(0) == q.size(0):
-            dense = dense[::group]  # (b / group, 1|h, 1, s): the rows of a group share a source
         out, _ = self.kernel(
-            group_queries(q, group), k, v, mask=dense, causal=False, bias=None,
-            dropout_p=dropout_p, scale=scale, need_weights=False,
+            group_queries(q, group), k, v, mask=group_mask(dense, group, q.size(0)),
+            causal=False, bias=None, dropout_p=dropout_p, scale=scale, need_weights=False,
         )  # fmt: skip
         return ungroup_queries(out, group)
 
