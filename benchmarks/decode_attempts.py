@@ -307,8 +307,7 @@ def products_skipped() -> Iterator[None]:
     def packed_lookup(packed: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
         return lambda x: output((*x.shape[:-1], packed.size(0)))  # (..., out)
 
-    patched = [(gemm, "_numpy_product", lookup), (gemm, "packed_product", packed_lookup),
-               (onednn, "packed_product", packed_lookup)]  # fmt: skip
+    patched = [(gemm, "_numpy_product", lookup), (onednn, "packed_product", packed_lookup)]
     real = [getattr(module, name) for module, name, _ in patched]
     for module, name, fake in patched:
         setattr(module, name, fake)

@@ -32,8 +32,10 @@ SRC = torch.tensor([[5, 6, 7, 8, 9, 2], [10, 11, 12, 2, 0, 0], [13, 5, 2, 0, 0, 
 
 @pytest.fixture(autouse=True)
 def _every_layer(monkeypatch):
-    """The tiny test layers go through oneDNN too (real models: only the large ones)."""
+    """The tiny test layers go through oneDNN too (real models: only the large ones), at every
+    row count whatever the CPU (the one-row rule has its own tests)."""
     monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: 1)
 
 
 @pytest.fixture
@@ -47,7 +49,6 @@ def products(monkeypatch) -> list[int]:
         return lambda x: calls.append(1) or product(x)
 
     monkeypatch.setattr(onednn, "packed_product", spy)
-    monkeypatch.setattr(gemm, "packed_product", spy)
     return calls
 
 
@@ -251,13 +252,13 @@ def test_row_product_is_the_packed_product_where_onednn_runs(products):
         ("AuthenticAMD", "AVX512", False, "openblas", "numpy"),
         ("AuthenticAMD", "AVX2", True, "openblas", "numpy"),
         ("AuthenticAMD", "AVX2", True, "mkl", "torch"),
-        ("GenuineIntel", "AVX512", True, "openblas", "torch"),
+        ("GenuineIntel", "AVX512", True, "openblas", "onednn"),
+        ("GenuineIntel", "AVX512", False, "openblas", "torch"),
+        ("GenuineIntel", "AVX2", True, "openblas", "torch"),
         (None, "AVX512", True, "openblas", "torch"),
     ],
 )
-def test_auto_picks_onednn_on_amd_with_avx512(
-    monkeypatch, vendor, capability, available, blas, expected
-):
+def test_auto_picks_onednn_with_avx512(monkeypatch, vendor, capability, available, blas, expected):
     monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(gemm, "cpu_capability", lambda: capability)
     monkeypatch.setattr(gemm, "onednn_available", lambda: available)
@@ -298,3 +299,44 @@ def test_no_fusion_where_it_was_not_checked(monkeypatch):
     layers = _layers((24, 24, 24), 24)
     with torch.inference_mode():
         assert fuse_onednn(layers, torch.randn(3, 24)) is None
+
+
+@pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24), (2, 2, 24)])
+@torch.inference_mode()
+def test_fewer_rows_than_min_rows_take_pytorch_s_product(monkeypatch, products, shape):
+    """On Intel CPUs (``onednn_min_rows() == 2``) one-row products stay with MKL: the layer and
+    its flat form give F.linear's bits there, oneDNN's product from two rows up."""
+    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: 2)
+    ref, fast = _pair()
+    assert fast.min_rows == 2
+    x = torch.randn(shape)
+    few = x.numel() // 24 < 2
+    for layer in (fast, row_product(fast, x)):
+        out = layer(x)
+        if few:
+            assert torch.equal(out, F.linear(x, fast.weight, fast.bias))
+        else:
+            torch.testing.assert_close(out, ref(x))
+    assert len(products) == (0 if few else 2)
+
+
+@checked_isa
+@torch.inference_mode()
+def test_the_fused_product_below_min_rows_is_the_three_layers(monkeypatch):
+    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: 2)
+    layers = _layers((24, 24, 24), 24)
+    one, many = torch.randn(1, 24), torch.randn(4, 24)
+    fused = fuse_onednn(layers, one)
+    assert torch.equal(fused(one), torch.cat([F.linear(one, m.weight, m.bias) for m in layers], 1))
+    assert torch.equal(fused(many), torch.cat([m(many) for m in layers], 1))
+    layers[2].min_rows = 1
+    assert fuse_onednn(layers, one) is None, "layers that disagree on min_rows"
+
+
+@pytest.mark.parametrize(
+    ("vendor", "expected"), [("GenuineIntel", 2), ("AuthenticAMD", 1), (None, 1)]
+)
+def test_min_rows_by_vendor(monkeypatch, vendor, expected):
+    monkeypatch.undo()  # the autouse fixture's override
+    monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
+    assert gemm.onednn_min_rows() == expected

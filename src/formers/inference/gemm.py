@@ -8,8 +8,11 @@ rows); smaller layers lose (0.55-1.13x, median 0.90x), because NumPy's call cost
 OpenBLAS saves there (``benchmarks/gemm_shapes.py``). A whole decode of a base-sized model runs
 1.14-1.51x faster, or as fast at 128 rows (``benchmarks/decode_attempts.py``). On an AMD CPU
 with AVX-512 (a 2-core EPYC of Zen 5), MKL and OpenBLAS both run AVX2 code, and oneDNN's packed
-products (:mod:`formers.inference.onednn`) are faster than either. CTranslate2 makes the same
-kind of choice: it uses MKL only on ``GenuineIntel`` CPUs, oneDNN elsewhere.
+products (:mod:`formers.inference.onednn`) are faster than either. On a 2-core Xeon with
+AVX-512 and AMX, MKL is fastest at one row but as slow at 4 rows as at 32, where oneDNN is
+1.35-1.86x faster; there oneDNN multiplies from two rows up (whole decodes with beam 4 of one
+sentence 1.44x faster, the others 0.97-1.09x, a one-off interleaved run). CTranslate2 uses MKL
+on ``GenuineIntel`` CPUs, oneDNN elsewhere.
 
 :class:`NumpyLinear` and :class:`~formers.inference.onednn.OneDnnLinear` are ``nn.Linear``
 layers (same parameters, names and state dict) whose product runs in NumPy or in oneDNN when
@@ -21,10 +24,11 @@ for, in place:
   others keep PyTorch's product);
 - ``"onednn"``: oneDNN with packed weights, for the layers of at least
   :data:`ONEDNN_MIN_WEIGHTS` weights;
-- ``"auto"`` (the default, or the ``FORMERS_GEMM`` environment variable), on an
-  ``AuthenticAMD`` CPU: ``"onednn"`` where PyTorch dispatches to AVX-512 and has oneDNN, else
-  ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` on every other CPU. Only those CPUs were
-  measured.
+- ``"auto"`` (the default, or the ``FORMERS_GEMM`` environment variable): ``"onednn"`` on an
+  ``AuthenticAMD`` or ``GenuineIntel`` CPU where PyTorch dispatches to AVX-512 and has oneDNN
+  (on Intel with one-row products left to MKL, see :mod:`formers.inference.onednn`); else, on
+  an AMD CPU, ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` on every other CPU. Only those
+  CPUs were measured (a Zen 2 and a Zen 5 EPYC, a Xeon with AVX-512 and AMX).
 
 Deviations, each measured or required:
 
@@ -52,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from formers.inference.onednn import OneDnnLinear, onednn_available, onednn_may_run, packed_product
+from formers.inference.onednn import OneDnnLinear, onednn_available, onednn_may_run
 
 BACKENDS = ("auto", "torch", "numpy", "onednn")
 ENV = "FORMERS_GEMM"
@@ -109,7 +113,7 @@ def row_product(linear: nn.Module, like: Tensor) -> Callable[[Tensor], Tensor]:
         weight_t, bias = linear._numpy_views()
         return lambda rows: _numpy_product(rows, weight_t, bias)
     if type(linear) is OneDnnLinear and onednn_may_run(like, linear.weight):
-        return packed_product(linear.packed_weight(), linear.bias)
+        return linear.product()
     return linear
 
 
@@ -165,13 +169,22 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def onednn_min_rows() -> int:
+    """The fewest rows a :class:`~formers.inference.onednn.OneDnnLinear` multiplies in oneDNN:
+    2 on an Intel CPU, where MKL's one-row products are faster (module docstring), else 1."""
+    return 2 if cpu_vendor() == "GenuineIntel" else 1
+
+
 def auto_backend() -> str:
-    """On an AMD CPU: ``"onednn"`` with AVX-512 (and oneDNN), else ``"numpy"`` where NumPy uses
-    OpenBLAS; ``"torch"`` elsewhere (module docstring)."""
-    if cpu_vendor() != "AuthenticAMD":
+    """``"onednn"`` on an AMD or Intel CPU with AVX-512 (and oneDNN); on an AMD CPU without,
+    ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` elsewhere (module docstring)."""
+    vendor = cpu_vendor()
+    if vendor not in ("AuthenticAMD", "GenuineIntel"):
         return "torch"
     if cpu_capability() == "AVX512" and onednn_available():
         return "onednn"
+    if vendor == "GenuineIntel":
+        return "torch"
     return "numpy" if numpy_blas_name() == "openblas" else "torch"
 
 
@@ -212,6 +225,7 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
         module.__class__ = target if pays else nn.Linear
         swapped |= pays
         if pays and target is OneDnnLinear:
+            module.min_rows = onednn_min_rows()
             module.packed_weight()  # packed now, not in the first decoding step
     if name == "numpy" and swapped:
         _one_blas_thread()

@@ -30,6 +30,12 @@ freezing calls). Deviations, each required or measured:
   one-off measurement of three shapes, weights read from memory).
 - With gradients enabled, another dtype than float32, a tensor off the CPU or of a subclass, or
   while ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``.
+- On an Intel CPU, products of one row stay with PyTorch's MKL (``min_rows`` 2, which
+  :func:`formers.inference.gemm.use_gemm` sets from ``onednn_min_rows()``): on a 2-core Xeon
+  with AVX-512 and AMX, oneDNN's one-row products of layers of 512 x 512 weights or more ran at
+  0.56-0.82x MKL's, its 4-row ones at 1.35-1.86x (``benchmarks/results/gemm_shapes_cpu_xeon.json``).
+  The choice is made at each call, from the rows, in the layer and in its flat form alike, so the
+  flat step keeps the model's bits; a row alone then gets MKL's rounding, in a batch oneDNN's.
 - oneDNN sums in another order than MKL: outputs agree to float rounding, not bit for bit. Its
   result for a row does not depend on the other rows of the batch, nor on the layers' output
   columns being split (three projections multiply to the same bits as one of their stacked
@@ -82,10 +88,22 @@ class OneDnnLinear(nn.Linear):
     (module docstring). Made by :func:`formers.inference.gemm.use_gemm`, which swaps the class
     of existing ``nn.Linear`` modules; not built directly."""
 
+    min_rows = 1  # products of fewer rows run F.linear (set by use_gemm; module docstring)
+
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
-        if not onednn_may_run(x, self.weight):
+        if not onednn_may_run(x, self.weight) or (self.min_rows > 1 and rows(x) < self.min_rows):
             return F.linear(x, self.weight, self.bias)
         return packed_product(self.packed_weight(), self.bias)(x)
+
+    def product(self) -> Callable[[Tensor], Tensor]:
+        """The layer as a function, for a caller that checked :func:`onednn_may_run` for its
+        rows: the packed product, or ``F.linear`` for inputs of fewer than ``min_rows`` rows
+        (decided at each call, as :meth:`forward` does)."""
+        packed = packed_product(self.packed_weight(), self.bias)
+        if self.min_rows <= 1:
+            return packed
+        least = self.min_rows
+        return lambda x: packed(x) if rows(x) >= least else F.linear(x, self.weight, self.bias)
 
     def packed_weight(self) -> Tensor:
         """The weight in oneDNN's packed layout, packed again if the weight has changed."""
@@ -102,6 +120,11 @@ class OneDnnLinear(nn.Linear):
         the grad mode; an inference tensor has no version counter to show the change)."""
         super()._load_from_state_dict(*args, **kwargs)
         _PACKED.pop(self, None)
+
+
+def rows(x: Tensor) -> int:
+    """The number of rows a product of ``x`` has: ``(..., in)`` -> the product of ``...``."""
+    return x.numel() // max(x.size(-1), 1)
 
 
 def pack(weight: Tensor) -> Tensor:
@@ -133,14 +156,19 @@ def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor]
     if not all(type(m) is OneDnnLinear and onednn_may_run(like, m.weight) for m in linears):
         return None
     biases = [m.bias for m in linears]
-    if len({b is None for b in biases}) > 1:
+    if len({b is None for b in biases}) > 1 or len({m.min_rows for m in linears}) > 1:
         return None
     weights = tuple(m.packed_weight() for m in linears)
     known = _FUSED.get(linears[0])
     if known is None or any(a is not b for a, b in zip(known[0], weights, strict=True)):
         stacked = torch.cat([m.weight.detach() for m in linears])  # (sum of outs, in)
         known = _FUSED[linears[0]] = (weights, pack(stacked))
-    packed = known[1]
+    packed, least = known[1], linears[0].min_rows
     if biases[0] is None:
-        return packed_product(packed, None)
-    return lambda x: packed_product(packed, torch.cat(biases))(x)
+        fused = packed_product(packed, None)
+    else:
+        fused = lambda x: packed_product(packed, torch.cat(biases))(x)  # noqa: E731
+    if least <= 1:
+        return fused
+    # fewer rows: the layers' own F.linear products side by side, the bits of the model's step
+    return lambda x: fused(x) if rows(x) >= least else torch.cat([m(x) for m in linears], -1)
