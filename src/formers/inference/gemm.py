@@ -179,13 +179,12 @@ def auto_backend() -> str:
     """``"onednn"`` on an AMD or Intel CPU with AVX-512 (and oneDNN); on an AMD CPU without,
     ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` elsewhere (module docstring)."""
     vendor = cpu_vendor()
-    if vendor not in ("AuthenticAMD", "GenuineIntel"):
-        return "torch"
-    if cpu_capability() == "AVX512" and onednn_available():
+    avx512 = cpu_capability() == "AVX512" and onednn_available()
+    if vendor in ("AuthenticAMD", "GenuineIntel") and avx512:
         return "onednn"
-    if vendor == "GenuineIntel":
-        return "torch"
-    return "numpy" if numpy_blas_name() == "openblas" else "torch"
+    if vendor == "AuthenticAMD" and numpy_blas_name() == "openblas":
+        return "numpy"
+    return "torch"
 
 
 def resolve_backend(backend: str | None = None) -> str:
@@ -217,6 +216,7 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
     if name == "onednn" and not onednn_available():
         raise ValueError("the onednn GEMM backend needs a PyTorch built with oneDNN (mkldnn)")
     target = _LAYERS[name]
+    least = onednn_min_rows() if target is OneDnnLinear else 1  # /proc/cpuinfo read once
     swapped = False
     for module in model.modules():
         if type(module) not in _LAYERS.values():
@@ -225,7 +225,7 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
         module.__class__ = target if pays else nn.Linear
         swapped |= pays
         if pays and target is OneDnnLinear:
-            module.min_rows = onednn_min_rows()
+            module.min_rows = least
             module.packed_weight()  # packed now, not in the first decoding step
     if name == "numpy" and swapped:
         _one_blas_thread()

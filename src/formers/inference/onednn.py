@@ -170,5 +170,9 @@ def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor]
         fused = lambda x: packed_product(packed, torch.cat(biases))(x)  # noqa: E731
     if least <= 1:
         return fused
-    # fewer rows: the layers' own F.linear products side by side, the bits of the model's step
-    return lambda x: fused(x) if rows(x) >= least else torch.cat([m(x) for m in linears], -1)
+    # fewer rows: the layers' F.linear products side by side (what their forward runs there),
+    # the bits of the model's step
+    return lambda x: (
+        fused(x) if rows(x) >= least
+        else torch.cat([F.linear(x, m.weight, m.bias) for m in linears], -1)
+    )  # fmt: skip
