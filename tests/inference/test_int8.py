@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 
+from formers.inference.gemm import row_product
 from formers.inference.int8 import (
     Int8Error,
     check_int8,
@@ -99,3 +100,18 @@ def test_what_cannot_be_fused_is_refused():
     assert fuse_int8(int8) is None  # two input widths
     assert fuse_int8(int8[:1]) is None  # nothing to fuse
     assert fuse_int8([torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)]) is None  # float layers
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+def test_the_int8_row_product_is_the_layers_forward(rows):
+    """The decoding step calls the layer's op directly (``gemm.int8_product``): the same bits as
+    the module, also after other weights are loaded into it."""
+    layer, other = (quantize_int8(torch.nn.Sequential(torch.nn.Linear(24, 16)))[0] for _ in "ab")
+    x = torch.randn(rows, 24) * 3
+    product = row_product(layer, x)
+    assert not isinstance(product, torch.nn.Module)
+    with torch.inference_mode():
+        assert torch.equal(product(x), layer(x))
+        layer.load_state_dict(other.state_dict())
+        assert torch.equal(product(x), other(x))
+    assert row_product(layer, x.double()) is layer  # not float32: the module and its checks

@@ -234,7 +234,7 @@ def _fused_qkv(attention: MultiHeadAttention, like: Tensor) -> Rows | None:
     known = _FUSED.get(attention)
     if known is None or any(a is not b for a, b in zip(known[0], weights, strict=True)):
         known = _FUSED[attention] = (weights, fuse_int8(linears))
-    return known[1]
+    return None if known[1] is None else row_product(known[1], like)
 
 
 def _feed_forward(module: nn.Module, like: Tensor) -> Rows:
