@@ -19,7 +19,7 @@ from formers.inference.flat_step import (
     flat_lm_unsupported,
     flat_step_unsupported,
 )
-from formers.inference.int8 import quantize_int8
+from formers.inference.int8 import engine_supported, quantize_int8
 from formers.inference.layout import use_inference_layout
 from formers.inference.onednn import fusion_checked, onednn_available
 from formers.inference.translate import translate
@@ -123,6 +123,9 @@ def test_flat_step_with_numpy_products(monkeypatch, search):
 
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this PyTorch has no oneDNN")
+needs_onednn_engine = pytest.mark.skipif(
+    not engine_supported("onednn"), reason="this PyTorch has no onednn quantized engine"
+)
 
 
 @needs_onednn
@@ -146,13 +149,17 @@ def test_flat_step_with_onednn_products(monkeypatch, arrangement, search, min_ro
 
 
 @pytest.mark.parametrize("arrangement", ["paper", "mqa learned positions"])
-def test_flat_step_of_an_int8_model(arrangement):
-    """Its self-attention products fused into one int8 layer (exact, as tested in test_int8)."""
-    model = quantize_int8(_model(**ARRANGEMENTS[arrangement]))
+@pytest.mark.parametrize("onednn_rows", [None, pytest.param(2, marks=needs_onednn_engine)])
+def test_flat_step_of_an_int8_model(arrangement, onednn_rows):
+    """Its self-attention products fused into one int8 layer (exact, as tested in test_int8);
+    with products of two rows or more under oneDNN (beam search, the batch), one row under
+    fbgemm (greedy of one source), as in the model."""
+    model = quantize_int8(_model(**ARRANGEMENTS[arrangement]), onednn_rows=onednn_rows)
     flat = FlatStepDecoder(model)
     assert all(layer.self_attn.qkv is not None for layer in flat.init_decoding(SRC).layers)
-    for decode in _searches(SRC).values():
-        _same(decode(flat), decode(model))
+    for src in (SRC, SRC[:1]):
+        for decode in _searches(src).values():
+            _same(decode(flat), decode(model))
 
 
 def test_new_int8_weights_are_fused_again():

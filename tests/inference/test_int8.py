@@ -9,20 +9,27 @@ import copy
 import pytest
 import torch
 
+from formers.inference import int8 as int8_module
 from formers.inference.gemm import row_product
 from formers.inference.int8 import (
     Int8Error,
+    Int8Linear,
     check_int8,
     count_parameters,
     decoding_device,
     fuse_int8,
     is_int8,
     quantize_int8,
+    quantized_engine,
 )
 from formers.inference.translate import translate
 from tests.export.helpers import TASK, char_gpt, sources, trained_translator
 
 QuantizedLinear = torch.ao.nn.quantized.dynamic.Linear
+needs_onednn_engine = pytest.mark.skipif(
+    "onednn" not in torch.backends.quantized.supported_engines,
+    reason="this PyTorch build has no onednn quantized engine",
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +89,15 @@ def test_int8_is_refused_off_the_cpu():
 
 @pytest.mark.parametrize("biases", [(True, True, True), (False, False, False), (True, False, True)])
 @pytest.mark.parametrize("rows", [1, 7])
-def test_fused_int8_layers_equal_the_separate_ones(biases, rows):
+@pytest.mark.parametrize("onednn_rows", [None, pytest.param(4, marks=needs_onednn_engine)])
+def test_fused_int8_layers_equal_the_separate_ones(biases, rows, onednn_rows):
     """Query, key and value widths may differ (GQA): the fused output is the three side by
-    side, bit for bit."""
+    side, bit for bit, under either engine (7 rows over ``onednn_rows=4``: oneDNN's)."""
     layers = torch.nn.Sequential(*(torch.nn.Linear(24, out, bias=b) for out, b in
                                    zip((16, 8, 8), biases, strict=True)))  # fmt: skip
-    quantized = list(quantize_int8(layers))
+    quantized = list(quantize_int8(layers, onednn_rows=onednn_rows))
     fused = fuse_int8(quantized)
-    assert type(fused) is QuantizedLinear and fused.out_features == 32
+    assert type(fused) is Int8Linear and fused.out_features == 32
     x = torch.randn(rows, 24) * 3
     with torch.inference_mode():
         assert torch.equal(fused(x), torch.cat([layer(x) for layer in quantized], dim=1))
@@ -115,3 +123,40 @@ def test_the_int8_row_product_is_the_layers_forward(rows):
         layer.load_state_dict(other.state_dict())
         assert torch.equal(product(x), other(x))
     assert row_product(layer, x.double()) is layer  # not float32: the module and its checks
+
+
+def _under_engine(engine: str, linear: torch.nn.Linear) -> torch.nn.Module:
+    """PyTorch's own dynamic int8 layer of ``linear``, packed under ``engine``."""
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        return torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(linear), {torch.nn.Linear: torch.ao.quantization.
+                                          per_channel_dynamic_qconfig}, dtype=torch.qint8,
+        )[0]  # fmt: skip
+    finally:
+        torch.backends.quantized.engine = before
+
+
+@needs_onednn_engine
+def test_products_of_many_rows_run_under_the_onednn_engine():
+    """From ``onednn_rows`` rows up the layer gives what PyTorch's layer packed under the onednn
+    engine gives, bit for bit, in its forward and as the step's row product; below, fbgemm's
+    (x86); weights loaded later are packed for oneDNN again."""
+    first, second = torch.nn.Linear(48, 40), torch.nn.Linear(48, 40)
+    layer = quantize_int8(torch.nn.Sequential(first), onednn_rows=4)[0]
+    other = quantize_int8(torch.nn.Sequential(second), onednn_rows=4)[0]
+    few, many = torch.randn(3, 48) * 3, torch.randn(9, 48) * 3
+    with torch.inference_mode():
+        assert torch.equal(layer(few), _under_engine(quantized_engine(), first)(few))
+        assert layer not in int8_module._ONEDNN  # nothing packed for oneDNN yet
+        for run in (layer, row_product(layer, many)):
+            assert torch.equal(run(many), _under_engine("onednn", first)(many))
+            assert torch.equal(run(few), layer(few))
+        assert layer in int8_module._ONEDNN
+        assert torch.equal(layer(many.view(3, 3, 48)).view(9, 40), layer(many))  # rows, not dim 0
+        layer.load_state_dict(other.state_dict())
+        assert torch.equal(layer(many), _under_engine("onednn", second)(many))
+    with pytest.raises(Int8Error, match="onednn"), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(int8_module, "engine_supported", lambda name: name != "onednn")
+        quantize_int8(torch.nn.Sequential(first), onednn_rows=4)

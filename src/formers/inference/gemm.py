@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from formers.inference.int8 import INT8_LINEARS, int8_product
 from formers.inference.onednn import OneDnnLinear, onednn_available, onednn_may_run
 
 BACKENDS = ("auto", "torch", "numpy", "onednn")
@@ -65,7 +66,6 @@ NUMPY_MIN_WEIGHTS = 512 * 512
 # smaller weights stay with PyTorch: oneDNN's call costs more there (benchmarks/gemm_shapes.py)
 ONEDNN_MIN_WEIGHTS = 512 * 512
 _NUMPY_DTYPES = (torch.float32, torch.float64)
-_DYNAMIC_INT8 = torch.ao.nn.quantized.dynamic.Linear
 
 
 class NumpyLinear(nn.Linear):
@@ -116,24 +116,9 @@ def row_product(linear: nn.Module, like: Tensor) -> Callable[[Tensor], Tensor]:
         return lambda rows: _numpy_product(rows, weight_t, bias)
     if type(linear) is OneDnnLinear and onednn_may_run(like, linear.weight):
         return linear.product()
-    if type(linear) is _DYNAMIC_INT8 and like.dtype is torch.float32:
+    if type(linear) in INT8_LINEARS and like.dtype is torch.float32:
         return int8_product(linear)
     return linear
-
-
-def int8_product(linear: nn.Module) -> Callable[[Tensor], Tensor]:
-    """A dynamic int8 layer (``torch.ao.nn.quantized.dynamic.Linear``) as the op its forward
-    calls, with the same arguments, for float32 inputs: the same output bit for bit without the
-    module call and the forward's checks around it (28 instead of 37 us for a 512 x 512 layer at
-    one row on the 2-core Xeon, a one-off timing). The layer's packed weights are read at each
-    call, so weights loaded later (``load_state_dict`` repacks them in place) are used."""
-    params = linear._packed_params
-    if params.dtype != torch.qint8:  # float16 weights: their own op
-        return linear
-    op = torch.ops.quantized.linear_dynamic.default
-    if linear.version is None or linear.version < 4:  # as the forward: its old default
-        return lambda rows: op(rows, params._packed_params, False)
-    return lambda rows: op(rows, params._packed_params, True)
 
 
 def numpy_may_run(x: Tensor, weight: Tensor) -> bool:
