@@ -62,6 +62,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -292,8 +293,9 @@ def median_seconds(run: Callable[[], Any], rounds: int) -> float:
 @contextmanager
 def products_skipped() -> Iterator[None]:
     """Within the block, NumPy's product (:mod:`formers.inference.gemm`) and oneDNN's
-    (:mod:`formers.inference.onednn`) return a ready output of the right shape instead of
-    multiplying (one per shape, made on first use)."""
+    (:mod:`formers.inference.onednn`), and the ``F.linear`` a oneDNN layer runs below its
+    ``min_rows`` (MKL's one-row products on an Intel CPU), return a ready output of the right
+    shape instead of multiplying (one per shape, made on first use)."""
     ready: dict[tuple[int, ...], Tensor] = {}
 
     def output(shape: tuple[int, ...]) -> Tensor:
@@ -307,7 +309,14 @@ def products_skipped() -> Iterator[None]:
     def packed_lookup(packed: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
         return lambda x: output((*x.shape[:-1], packed.size(0)))  # (..., out)
 
-    patched = [(gemm, "_numpy_product", lookup), (onednn, "packed_product", packed_lookup)]
+    def linear_lookup(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        return output((*x.shape[:-1], weight.size(0)))  # (..., out)
+
+    functional = SimpleNamespace(linear=linear_lookup)  # onednn.py uses F.linear alone
+    patched = [
+        (gemm, "_numpy_product", lookup), (onednn, "packed_product", packed_lookup),
+        (onednn, "F", functional),
+    ]  # fmt: skip
     real = [getattr(module, name) for module, name, _ in patched]
     for module, name, fake in patched:
         setattr(module, name, fake)

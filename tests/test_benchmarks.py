@@ -226,14 +226,15 @@ def test_gemm_shapes_writes_json(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "backend",
-    ["numpy", pytest.param("onednn", marks=pytest.mark.skipif(
-        not onednn_available(), reason="this PyTorch has no oneDNN"))],
+    ("backend", "min_rows"),
+    [("numpy", 1)] + [pytest.param("onednn", rows, marks=pytest.mark.skipif(
+        not onednn_available(), reason="this PyTorch has no oneDNN")) for rows in (1, 4)],
 )  # fmt: skip
-def test_decode_attempts_skips_exactly_the_products(monkeypatch, backend):
+def test_decode_attempts_skips_exactly_the_products(monkeypatch, backend, min_rows):
     """``outside_products`` times a decode whose NumPy or oneDNN products are lookups: inside
     the block the layers (module and flat-step form, planned there as a decode plans it) return
-    the ready output, after it they multiply."""
+    the ready output, after it they multiply; also the ``F.linear`` a oneDNN layer runs below
+    its ``min_rows`` (3 rows under 4: MKL's one-row products on Intel)."""
     pytest.importorskip("transformers")
     import torch
     from torch import nn
@@ -244,6 +245,8 @@ def test_decode_attempts_skips_exactly_the_products(monkeypatch, backend):
     import decode_attempts
 
     layer = use_gemm(nn.Linear(512, 512), backend)
+    if backend == "onednn":
+        layer.min_rows = min_rows
     x = torch.randn(3, 512)
     with torch.no_grad():
         expected = nn.functional.linear(x, layer.weight, layer.bias)
