@@ -160,3 +160,21 @@ def test_products_of_many_rows_run_under_the_onednn_engine():
     with pytest.raises(Int8Error, match="onednn"), pytest.MonkeyPatch.context() as patch:
         patch.setattr(int8_module, "engine_supported", lambda name: name != "onednn")
         quantize_int8(torch.nn.Sequential(first), onednn_rows=4)
+
+
+def test_quantize_int8_leaves_pytorchs_engine_as_it_was():
+    """The layers are packed for :func:`quantized_engine` (fbgemm/x86 kernels) whatever PyTorch's
+    global quantized engine is, and that global is restored, also by fusing."""
+    before, linear = torch.backends.quantized.engine, torch.nn.Linear(48, 40)
+    x = torch.randn(3, 48) * 3
+    try:
+        torch.backends.quantized.engine = "qnnpack"
+        layers = list(quantize_int8(torch.nn.Sequential(linear, copy.deepcopy(linear))))
+        fused = fuse_int8(layers)
+        assert torch.backends.quantized.engine == "qnnpack"
+    finally:
+        torch.backends.quantized.engine = before
+    with torch.inference_mode():
+        expected = _under_engine(quantized_engine(), linear)(x)
+        assert torch.equal(layers[0](x), expected)
+        assert torch.equal(fused(x)[:, :40], expected)

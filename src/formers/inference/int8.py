@@ -22,7 +22,9 @@ packs its weights a second time for oneDNN, on its first product of that many ro
 never decodes that many rows never holds the second copy. Both engines quantize the input from
 its own range and sum exactly in int32; their outputs differ by float rounding of the scaling
 (about 1e-7), so a row's bits depend on how many rows its batch has, as they already do on the
-batch's range. Measured only there: other CPUs keep fbgemm alone.
+batch's range. Measured only there: other CPUs keep fbgemm alone. Packing reads PyTorch's global
+quantized engine, so the packs are made with it set for the moment, under a lock, and restored
+(:func:`quantize_int8` leaves the global as it found it).
 
 The quantized model is for inference on a CPU: it cannot be trained, saved as a checkpoint or
 moved to CUDA. A tied output projection gets its own int8 copy (the embedding stays float32).
@@ -31,6 +33,7 @@ moved to CUDA. A tied output projection gets its own int8 copy (the embedding st
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -68,14 +71,21 @@ INT8_LINEARS = (_DYNAMIC, Int8Linear)
 _ONEDNN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+_ENGINE_LOCK = threading.RLock()
+
+
 @contextmanager
 def _engine(name: str) -> Iterator[None]:
-    before = torch.backends.quantized.engine
-    torch.backends.quantized.engine = name
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = before
+    """PyTorch's quantized engine (a global, which packing reads) set to ``name`` within the
+    block and restored after; one thread at a time, so that packs made in other threads (a
+    server's decodes) do not change it underneath."""
+    with _ENGINE_LOCK:
+        before = torch.backends.quantized.engine
+        torch.backends.quantized.engine = name
+        try:
+            yield
+        finally:
+            torch.backends.quantized.engine = before
 
 
 def onednn_packed(layer: nn.Module) -> object:
@@ -86,7 +96,8 @@ def onednn_packed(layer: nn.Module) -> object:
     if known is None or known[0] is not current:
         weight, bias = layer._weight_bias()
         with _engine("onednn"):
-            known = _ONEDNN[layer] = (current, torch.ops.quantized.linear_prepack(weight, bias))
+            known = (current, torch.ops.quantized.linear_prepack(weight, bias))
+            _ONEDNN[layer] = known
     return known[1]
 
 
@@ -177,7 +188,7 @@ def quantize_int8(
     devices = {p.device.type for p in model.parameters()}
     if devices - {"cpu"}:
         raise Int8Error(f"--int8 needs the model on a CPU, but it is on {sorted(devices)}")
-    torch.backends.quantized.engine = quantized_engine()
+    engine = quantized_engine()
     qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -186,9 +197,10 @@ def quantize_int8(
         # a copy whose NumPy or oneDNN layers are plain nn.Linear again: quantize_dynamic
         # matches the layers' exact type and would leave those in float32
         float_copy = use_gemm(copy.deepcopy(model), "torch")
-        quantized = torch.ao.quantization.quantize_dynamic(
-            float_copy, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True
-        )
+        with _engine(engine):  # packed for it; PyTorch's global engine is left as it was
+            quantized = torch.ao.quantization.quantize_dynamic(
+                float_copy, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True
+            )
     least = int8_onednn_rows() if onednn_rows == "auto" else onednn_rows
     if least is not None and not engine_supported("onednn"):
         raise Int8Error("onednn_rows needs PyTorch's onednn quantized engine, absent here")
@@ -235,8 +247,9 @@ def fuse_int8(linears: Sequence[nn.Module]) -> nn.Module | None:
     if any(b is not None for b in biases):
         pairs = zip(weights, biases, strict=True)
         bias = torch.cat([b if b is not None else torch.zeros(w.size(0)) for w, b in pairs])
-    fused = Int8Linear(weight.size(1), weight.size(0), bias_=bias is not None, dtype=torch.qint8)
-    fused.set_weight_bias(weight, bias)
+    with _engine(quantized_engine()):  # as quantize_int8 packs
+        fused = Int8Linear(weight.size(1), weight.size(0), bias_=bias is not None)
+        fused.set_weight_bias(weight, bias)
     fused.onednn_rows = getattr(linears[0], "onednn_rows", None)
     return fused
 
