@@ -17,6 +17,7 @@ from formers.inference.int8 import (
     check_int8,
     count_parameters,
     decoding_device,
+    engine_supported,
     fuse_int8,
     is_int8,
     quantize_int8,
@@ -27,8 +28,7 @@ from tests.export.helpers import TASK, char_gpt, sources, trained_translator
 
 QuantizedLinear = torch.ao.nn.quantized.dynamic.Linear
 needs_onednn_engine = pytest.mark.skipif(
-    "onednn" not in torch.backends.quantized.supported_engines,
-    reason="this PyTorch build has no onednn quantized engine",
+    not engine_supported("onednn"), reason="this PyTorch build has no onednn quantized engine"
 )
 
 
@@ -150,6 +150,9 @@ def test_products_of_many_rows_run_under_the_onednn_engine():
     with torch.inference_mode():
         assert torch.equal(layer(few), _under_engine(quantized_engine(), first)(few))
         assert layer not in int8_module._ONEDNN  # nothing packed for oneDNN yet
+        exactly = torch.randn(4, 48) * 3  # onednn_rows itself is oneDNN's
+        assert torch.equal(layer(exactly), _under_engine("onednn", first)(exactly))
+        assert layer in int8_module._ONEDNN
         for run in (layer, row_product(layer, many)):
             assert torch.equal(run(many), _under_engine("onednn", first)(many))
             assert torch.equal(run(few), layer(few))

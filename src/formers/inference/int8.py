@@ -57,12 +57,12 @@ class Int8Linear(_DYNAMIC):
     onednn_rows: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (the dynamic Linear's)
-        least = self.onednn_rows
-        if least is None or x.dtype is not torch.float32 or x.numel() < least * x.size(-1):
+        if self.onednn_rows is None or x.dtype is not torch.float32:
             return super().forward(x)
         if self._packed_params.dtype != torch.qint8:
             return super().forward(x)
-        return torch.ops.quantized.linear_dynamic(x, onednn_packed(self), reduce_range(self))
+        packed = packed_for(self, x.numel() // x.size(-1))
+        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range(self))
 
 
 INT8_LINEARS = (_DYNAMIC, Int8Linear)
@@ -101,6 +101,16 @@ def onednn_packed(layer: nn.Module) -> object:
     return known[1]
 
 
+def packed_for(layer: Int8Linear, rows: int) -> object:
+    """The packed weights ``layer`` multiplies ``rows`` rows with: oneDNN's from its
+    ``onednn_rows`` up, else its own (fbgemm's); the one row rule of its forward and of
+    :func:`int8_product`."""
+    least = layer.onednn_rows
+    if least is not None and rows >= least:
+        return onednn_packed(layer)
+    return layer._packed_params._packed_params
+
+
 def reduce_range(layer: nn.Module) -> bool:
     """The ``reduce_range`` argument the dynamic Linear's forward passes for ``layer``."""
     return not (layer.version is None or layer.version < 4)
@@ -116,12 +126,9 @@ def int8_product(linear: nn.Module) -> Callable[[Tensor], Tensor]:
     if params.dtype != torch.qint8:  # float16 weights: their own op
         return linear
     op, reduce = torch.ops.quantized.linear_dynamic.default, reduce_range(linear)
-    least = getattr(linear, "onednn_rows", None)
-    if least is None:
+    if getattr(linear, "onednn_rows", None) is None:  # one pack: no rule to apply per call
         return lambda rows: op(rows, params._packed_params, reduce)
-    return lambda rows: op(
-        rows, onednn_packed(linear) if rows.size(0) >= least else params._packed_params, reduce
-    )
+    return lambda rows: op(rows, packed_for(linear, rows.size(0)), reduce)
 
 
 def engine_supported(name: str) -> bool:
@@ -189,6 +196,9 @@ def quantize_int8(
     if devices - {"cpu"}:
         raise Int8Error(f"--int8 needs the model on a CPU, but it is on {sorted(devices)}")
     engine = quantized_engine()
+    least = int8_onednn_rows() if onednn_rows == "auto" else onednn_rows
+    if least is not None and not engine_supported("onednn"):
+        raise Int8Error("onednn_rows needs PyTorch's onednn quantized engine, absent here")
     qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -201,9 +211,6 @@ def quantize_int8(
             quantized = torch.ao.quantization.quantize_dynamic(
                 float_copy, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True
             )
-    least = int8_onednn_rows() if onednn_rows == "auto" else onednn_rows
-    if least is not None and not engine_supported("onednn"):
-        raise Int8Error("onednn_rows needs PyTorch's onednn quantized engine, absent here")
     for module in quantized.modules():
         if type(module) is _DYNAMIC:
             module.__class__ = Int8Linear
