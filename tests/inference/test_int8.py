@@ -125,6 +125,42 @@ def test_the_int8_row_product_is_the_layers_forward(rows):
     assert row_product(layer, x.double()) is layer  # not float32: the module and its checks
 
 
+@pytest.mark.parametrize("rows", [1, 7])
+def test_int8_calls_give_pytorchs_own_layer_bits(rows):
+    """The forward and the step's row product call the op without PyTorch's
+    ``__torch_function__`` lookup on the packed weights (``int8.linear_dynamic``): the output of
+    PyTorch's own dynamic layer (its forward, through the op's usual call), bit for bit."""
+    linear = torch.nn.Linear(24, 16)
+    ours = quantize_int8(torch.nn.Sequential(linear), onednn_rows=None)[0]
+    theirs = _under_engine(quantized_engine(), linear)
+    assert type(theirs) is torch.ao.nn.quantized.dynamic.Linear
+    x = torch.randn(rows, 24) * 3
+    with torch.inference_mode():
+        assert torch.equal(ours(x), theirs(x))
+        assert torch.equal(row_product(ours, x)(x), theirs(x))
+        assert torch.equal(ours(x.view(1, rows, 24)), theirs(x.view(1, rows, 24)))
+
+
+def test_an_input_subclass_keeps_its_torch_function():
+    """``__torch_function__`` is off only for plain tensors' calls: an input of a subclass
+    goes through PyTorch's layer, whose op call reaches the subclass's override."""
+
+    class Seen(torch.Tensor):
+        calls: list = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.calls.append(func)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    layer = quantize_int8(torch.nn.Sequential(torch.nn.Linear(24, 16)))[0]
+    x = torch.randn(2, 24)
+    with torch.inference_mode():
+        out = layer(x.as_subclass(Seen))
+        assert torch.equal(out.as_subclass(torch.Tensor), layer(x))
+    assert any("linear_dynamic" in str(func) for func in Seen.calls)
+
+
 def _under_engine(engine: str, linear: torch.nn.Linear) -> torch.nn.Module:
     """PyTorch's own dynamic int8 layer of ``linear``, packed under ``engine``."""
     before = torch.backends.quantized.engine
