@@ -57,9 +57,8 @@ class Int8Linear(_DYNAMIC):
     onednn_rows: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (the dynamic Linear's)
-        if type(x) is not Tensor or x.dtype is not torch.float32:
-            return super().forward(x)  # a subclass keeps its __torch_function__
-        if self._packed_params.dtype != torch.qint8:
+        plain = type(x) is Tensor and x.dtype is torch.float32  # a subclass keeps its hooks
+        if not plain or self._packed_params.dtype != torch.qint8:
             return super().forward(x)
         packed = packed_for(self, x.numel() // x.size(-1))
         return linear_dynamic(x, packed, reduce_range(self))
