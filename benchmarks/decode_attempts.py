@@ -292,10 +292,11 @@ def median_seconds(run: Callable[[], Any], rounds: int) -> float:
 
 @contextmanager
 def products_skipped() -> Iterator[None]:
-    """Within the block, NumPy's product (:mod:`formers.inference.gemm`) and oneDNN's
-    (:mod:`formers.inference.onednn`), and the ``F.linear`` a oneDNN layer runs below its
-    ``min_rows`` (MKL's one-row products on an Intel CPU), return a ready output of the right
-    shape instead of multiplying (one per shape, made on first use)."""
+    """Within the block, NumPy's product (:mod:`formers.inference.gemm`, also a oneDNN layer's
+    one-row products on an AMD CPU) and oneDNN's (:mod:`formers.inference.onednn`), and the
+    ``F.linear`` a oneDNN layer runs below its ``min_rows`` (MKL's one-row products on an Intel
+    CPU), return a ready output of the right shape instead of multiplying (one per shape, made
+    on first use)."""
     ready: dict[tuple[int, ...], Tensor] = {}
 
     def output(shape: tuple[int, ...]) -> Tensor:

@@ -21,7 +21,7 @@ from formers.inference.flat_step import (
 )
 from formers.inference.int8 import engine_supported, quantize_int8
 from formers.inference.layout import use_inference_layout
-from formers.inference.onednn import fusion_checked, onednn_available
+from formers.inference.onednn import fusion_checked, onednn_available, torch_rows
 from formers.inference.translate import translate
 from formers.nn.encoder_decoder import EncoderDecoder
 from formers.nn.kernels import eager_attention
@@ -131,21 +131,30 @@ needs_onednn_engine = pytest.mark.skipif(
 @needs_onednn
 @pytest.mark.parametrize("arrangement", sorted(ARRANGEMENTS))
 @pytest.mark.parametrize("search", ["greedy", "beam"])
-@pytest.mark.parametrize("min_rows", [1, 2])
-def test_flat_step_with_onednn_products(monkeypatch, arrangement, search, min_rows):
-    """Every layer multiplied by oneDNN (the default on AMD CPUs with AVX-512), each
-    self-attention's three products fused into one: the same bits as the model's step; with
-    ``min_rows`` 2 (Intel CPUs) one source's greedy rows take PyTorch's product in both."""
+@pytest.mark.parametrize("few_rows", [None, "torch", "numpy"])
+def test_flat_step_with_onednn_products(monkeypatch, arrangement, search, few_rows):
+    """Every layer multiplied by oneDNN (the default on CPUs with AVX-512), each
+    self-attention's three products fused into one: the same bits as the model's step; with a
+    one-row product (Intel CPUs: PyTorch's; AMD CPUs: NumPy's) one source's greedy rows take
+    it in both."""
     monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
-    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: min_rows)
+    rule = {None: (1, torch_rows), "torch": (2, torch_rows), "numpy": (2, gemm.numpy_rows)}
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: rule[few_rows])
     model = use_inference_layout(_model(**ARRANGEMENTS[arrangement]), "onednn")
     flat = FlatStepDecoder(model)
     with torch.no_grad():
         fused = [layer.self_attn.qkv is not None for layer in flat.init_decoding(SRC).layers]
     assert all(fused) if fusion_checked() else not any(fused)
+    calls: list[int] = []
+    real = gemm.np.matmul
+    monkeypatch.setattr(gemm.np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
     for src in (SRC, SRC[:1]):
         decode = _searches(src)[search]
         _same(decode(flat), decode(model))
+    if few_rows != "numpy":
+        assert not calls
+    elif search == "greedy":
+        assert calls, "one source's greedy rows multiplied in NumPy"
 
 
 @pytest.mark.parametrize("arrangement", ["paper", "mqa learned positions"])

@@ -35,7 +35,7 @@ def _every_layer(monkeypatch):
     """The tiny test layers go through oneDNN too (real models: only the large ones), at every
     row count whatever the CPU (the one-row rule has its own tests)."""
     monkeypatch.setattr(gemm, "ONEDNN_MIN_WEIGHTS", 0)
-    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: 1)
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (1, onednn.torch_rows))
 
 
 @pytest.fixture
@@ -304,9 +304,9 @@ def test_no_fusion_where_it_was_not_checked(monkeypatch):
 @pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24), (2, 2, 24)])
 @torch.inference_mode()
 def test_fewer_rows_than_min_rows_take_pytorch_s_product(monkeypatch, products, shape):
-    """On Intel CPUs (``onednn_min_rows() == 2``) one-row products stay with MKL: the layer and
-    its flat form give F.linear's bits there, oneDNN's product from two rows up."""
-    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: 2)
+    """On Intel CPUs (``onednn_few_rows() == (2, torch_rows)``) one-row products stay with MKL:
+    the layer and its flat form give F.linear's bits there, oneDNN's product from two rows up."""
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, onednn.torch_rows))
     ref, fast = _pair()
     assert fast.min_rows == 2
     x = torch.randn(shape)
@@ -323,7 +323,7 @@ def test_fewer_rows_than_min_rows_take_pytorch_s_product(monkeypatch, products, 
 @checked_isa
 @torch.inference_mode()
 def test_the_fused_product_below_min_rows_is_the_three_layers(monkeypatch):
-    monkeypatch.setattr(gemm, "onednn_min_rows", lambda: 2)
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, onednn.torch_rows))
     layers = _layers((24, 24, 24), 24)
     one, many = torch.randn(1, 24), torch.randn(4, 24)
     fused = fuse_onednn(layers, one)
@@ -333,10 +333,66 @@ def test_the_fused_product_below_min_rows_is_the_three_layers(monkeypatch):
     assert fuse_onednn(layers, one) is None, "layers that disagree on min_rows"
 
 
+def _numpy_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """NumPy's product of ``(..., in)`` rows, computed here: the bits OpenBLAS gives them."""
+    rows = x.reshape(-1, x.size(-1)).numpy()
+    out = rows @ layer.weight.detach().T.numpy() + layer.bias.detach().numpy()
+    return torch.from_numpy(out).view(*x.shape[:-1], layer.out_features)
+
+
+@pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24)])
+@torch.inference_mode()
+def test_fewer_rows_than_min_rows_take_numpy_s_product(monkeypatch, products, shape):
+    """On AMD CPUs (``onednn_few_rows() == (2, numpy_rows)``) one-row products multiply in
+    NumPy's OpenBLAS: its bits in the layer and its flat form, oneDNN's from two rows up; with
+    two PyTorch threads (where NumPy may not run) oneDNN's at one row too."""
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, gemm.numpy_rows))
+    ref, fast = _pair(column_major=True)
+    assert (fast.min_rows, fast.few_rows) == (2, gemm.numpy_rows)
+    x = torch.randn(shape)
+    few = x.numel() // 24 < 2
+    for layer in (fast, row_product(fast, x)):
+        out = layer(x)
+        if few:
+            assert torch.equal(out, _numpy_linear(x, fast))
+        else:
+            torch.testing.assert_close(out, ref(x))
+    assert len(products) == (0 if few else 2)
+    products.clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for layer in (fast, row_product(fast, x)):
+            torch.testing.assert_close(layer(x), ref(x))
+    finally:
+        torch.set_num_threads(before)
+    assert len(products) == 2, "oneDNN at every row count where NumPy may not run"
+
+
+@checked_isa
+@torch.inference_mode()
+def test_the_fused_product_below_min_rows_is_the_three_numpy_products(monkeypatch):
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, gemm.numpy_rows))
+    layers = _layers((24, 24, 24), 24)
+    one, many = torch.randn(1, 24), torch.randn(4, 24)
+    fused = fuse_onednn(layers, one)
+    assert torch.equal(fused(one), torch.cat([_numpy_linear(one, m) for m in layers], 1))
+    assert torch.equal(fused(many), torch.cat([m(many) for m in layers], 1))
+    layers[2].few_rows = onednn.torch_rows
+    assert fuse_onednn(layers, one) is None, "layers that disagree on the few-row product"
+
+
 @pytest.mark.parametrize(
-    ("vendor", "expected"), [("GenuineIntel", 2), ("AuthenticAMD", 1), (None, 1)]
+    ("vendor", "blas", "expected"),
+    [
+        ("GenuineIntel", "openblas", (2, onednn.torch_rows)),
+        ("AuthenticAMD", "openblas", (2, gemm.numpy_rows)),
+        ("AuthenticAMD", "mkl", (1, onednn.torch_rows)),
+        (None, "openblas", (1, onednn.torch_rows)),
+    ],
 )
-def test_min_rows_by_vendor(monkeypatch, vendor, expected):
+def test_few_rows_by_vendor(monkeypatch, vendor, blas, expected):
     monkeypatch.undo()  # the autouse fixture's override
     monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
-    assert gemm.onednn_min_rows() == expected
+    monkeypatch.setattr(gemm, "numpy_blas_name", lambda: blas)
+    assert gemm.onednn_few_rows() == expected

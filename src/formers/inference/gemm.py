@@ -11,8 +11,10 @@ with AVX-512 (a 2-core EPYC of Zen 5), MKL and OpenBLAS both run AVX2 code, and 
 products (:mod:`formers.inference.onednn`) are faster than either. On a 2-core Xeon with
 AVX-512 and AMX, MKL is fastest at one row but as slow at 4 rows as at 32, where oneDNN is
 1.35-1.86x faster; there oneDNN multiplies from two rows up (whole decodes with beam 4 of one
-sentence 1.44x faster, the others 0.97-1.09x, a one-off interleaved run). CTranslate2 uses MKL
-on ``GenuineIntel`` CPUs, oneDNN elsewhere.
+sentence 1.44x faster, the others 0.97-1.09x, a one-off interleaved run). On a 2-core EPYC of
+Zen 4 (AVX-512) oneDNN is the fastest from 4 rows up too, but at one row OpenBLAS is: there
+one-row products multiply in OpenBLAS (greedy decodes of one sentence 1.18-1.20x faster, two
+interleaved runs). CTranslate2 uses MKL on ``GenuineIntel`` CPUs, oneDNN elsewhere.
 
 :class:`NumpyLinear` and :class:`~formers.inference.onednn.OneDnnLinear` are ``nn.Linear``
 layers (same parameters, names and state dict) whose product runs in NumPy or in oneDNN when
@@ -26,17 +28,18 @@ for, in place:
   :data:`ONEDNN_MIN_WEIGHTS` weights;
 - ``"auto"`` (the default, or the ``FORMERS_GEMM`` environment variable): ``"onednn"`` on an
   ``AuthenticAMD`` or ``GenuineIntel`` CPU where PyTorch dispatches to AVX-512 and has oneDNN
-  (on Intel with one-row products left to MKL, see :mod:`formers.inference.onednn`); else, on
-  an AMD CPU, ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` on every other CPU. Only those
-  CPUs were measured (a Zen 2 and a Zen 5 EPYC, a Xeon with AVX-512 and AMX).
+  (one-row products left to MKL on Intel, to NumPy's OpenBLAS on AMD where NumPy uses it:
+  :func:`onednn_few_rows`, :mod:`formers.inference.onednn`); else, on an AMD CPU,
+  ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` on every other CPU. Only those CPUs were
+  measured (a Zen 2, a Zen 4 and a Zen 5 EPYC, a Xeon with AVX-512 and AMX).
 
 Deviations, each measured or required:
 
 - The NumPy product runs only when PyTorch uses one thread. With more, OpenBLAS's thread pool and
   PyTorch's (OpenMP) spin against each other: 2 + 2 threads decoded 4-5x slower than MKL alone on
   the 2-core EPYC (a one-off measurement). :func:`use_gemm` therefore sets NumPy's OpenBLAS to
-  one thread too (``threadpoolctl``), for the whole process. oneDNN runs on PyTorch's own
-  threads, at any count.
+  one thread too (``threadpoolctl``), for the whole process (also where oneDNN's layers leave
+  one-row products to it). oneDNN runs on PyTorch's own threads, at any count.
 - With gradients enabled, a tensor off the CPU or of a subclass, mixed dtypes, or while
   ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``: NumPy is
   invisible to autograd and to graph capture. Training a converted model therefore works, at
@@ -57,7 +60,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from formers.inference.int8 import INT8_LINEARS, int8_product
-from formers.inference.onednn import OneDnnLinear, onednn_available, onednn_may_run
+from formers.inference.onednn import (
+    FewRows,
+    OneDnnLinear,
+    Product,
+    onednn_available,
+    onednn_may_run,
+    torch_rows,
+)
 
 BACKENDS = ("auto", "torch", "numpy", "onednn")
 ENV = "FORMERS_GEMM"
@@ -115,7 +125,7 @@ def row_product(linear: nn.Module, like: Tensor) -> Callable[[Tensor], Tensor]:
         weight_t, bias = linear._numpy_views()
         return lambda rows: _numpy_product(rows, weight_t, bias)
     if type(linear) is OneDnnLinear and onednn_may_run(like, linear.weight):
-        return linear.product()
+        return linear.product(like)
     if type(linear) in INT8_LINEARS and like.dtype is torch.float32:
         return int8_product(linear)
     return linear
@@ -173,10 +183,31 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def onednn_min_rows() -> int:
-    """The fewest rows a :class:`~formers.inference.onednn.OneDnnLinear` multiplies in oneDNN:
-    2 on an Intel CPU, where MKL's one-row products are faster (module docstring), else 1."""
-    return 2 if cpu_vendor() == "GenuineIntel" else 1
+def numpy_rows(layer: nn.Linear, like: Tensor) -> Product | None:
+    """:data:`~formers.inference.onednn.FewRows` of NumPy's product, where it may run for rows
+    like ``like`` (:func:`numpy_may_run`), else ``None`` (oneDNN's): ``(..., in) -> (..., out)``
+    through views of the weight's transpose and of the bias, made now."""
+    if not numpy_may_run(like, layer.weight):
+        return None
+    weight_t = layer.weight.detach().T.numpy()  # (in, out)
+    bias = None if layer.bias is None else layer.bias.detach().numpy()
+    out = layer.out_features
+    return lambda x: _numpy_product(x.detach().reshape(-1, x.size(-1)), weight_t, bias).view(
+        *x.shape[:-1], out
+    )  # (N, in) -> (N, out) -> (..., out)
+
+
+def onednn_few_rows() -> tuple[int, FewRows]:
+    """``(min_rows, few_rows)`` of a :class:`~formers.inference.onednn.OneDnnLinear`: one-row
+    products in MKL on an Intel CPU (:func:`~formers.inference.onednn.torch_rows`), in NumPy's
+    OpenBLAS on an AMD CPU where NumPy uses it (:func:`numpy_rows`), faster there (module
+    docstring); else oneDNN at every row count."""
+    vendor = cpu_vendor()
+    if vendor == "GenuineIntel":
+        return 2, torch_rows
+    if vendor == "AuthenticAMD" and numpy_blas_name() == "openblas":
+        return 2, numpy_rows
+    return 1, torch_rows
 
 
 def auto_backend() -> str:
@@ -220,7 +251,7 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
     if name == "onednn" and not onednn_available():
         raise ValueError("the onednn GEMM backend needs a PyTorch built with oneDNN (mkldnn)")
     target = _LAYERS[name]
-    least = onednn_min_rows() if target is OneDnnLinear else 1  # /proc/cpuinfo read once
+    least, few = onednn_few_rows() if target is OneDnnLinear else (1, torch_rows)  # read once
     swapped = False
     for module in model.modules():
         if type(module) not in _LAYERS.values():
@@ -229,9 +260,9 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
         module.__class__ = target if pays else nn.Linear
         swapped |= pays
         if pays and target is OneDnnLinear:
-            module.min_rows = least
+            module.min_rows, module.few_rows = least, few
             module.packed_weight()  # packed now, not in the first decoding step
-    if name == "numpy" and swapped:
+    if swapped and (name == "numpy" or few is numpy_rows):
         _one_blas_thread()
     return model
 

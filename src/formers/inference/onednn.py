@@ -30,12 +30,17 @@ freezing calls). Deviations, each required or measured:
   one-off measurement of three shapes, weights read from memory).
 - With gradients enabled, another dtype than float32, a tensor off the CPU or of a subclass, or
   while ``torch.compile`` or an exporter traces the model, the layer runs ``F.linear``.
-- On an Intel CPU, products of one row stay with PyTorch's MKL (``min_rows`` 2, which
-  :func:`formers.inference.gemm.use_gemm` sets from ``onednn_min_rows()``): on a 2-core Xeon
-  with AVX-512 and AMX, oneDNN's one-row products of layers of 512 x 512 weights or more ran at
-  0.56-0.82x MKL's, its 4-row ones at 1.35-1.86x (``benchmarks/results/gemm_shapes_cpu_xeon.json``).
-  The choice is made at each call, from the rows, in the layer and in its flat form alike, so the
-  flat step keeps the model's bits; a row alone then gets MKL's rounding, in a batch oneDNN's.
+- Products of fewer than ``min_rows`` rows run ``few_rows``'s product where it gives one, both
+  set by :func:`formers.inference.gemm.use_gemm` (``onednn_few_rows()``). On an Intel CPU one
+  row stays with PyTorch's MKL (:func:`torch_rows`): on a 2-core Xeon with AVX-512 and AMX,
+  oneDNN's one-row products of layers of 512 x 512 weights or more ran at 0.56-0.82x MKL's, its
+  4-row ones at 1.35-1.86x (``benchmarks/results/gemm_shapes_cpu_xeon.json``). On an AMD CPU
+  one row multiplies in NumPy's OpenBLAS where NumPy may run (one thread), else in oneDNN: on a
+  2-core EPYC of Zen 4, layers of 512 x 512 weights or more at one row, oneDNN's products ran
+  at 0.51-0.99x MKL's and OpenBLAS's at 0.93-1.23x (``gemm_shapes_cpu_epyc_zen4.json``); on
+  the Zen 5 one OpenBLAS ran at 0.94-1.12x oneDNN's there. The choice is made at each call,
+  from the rows, in the layer and in its flat form alike, so the flat step keeps the model's
+  bits; a row alone then gets the other library's rounding, in a batch oneDNN's.
 - oneDNN sums in another order than MKL: outputs agree to float rounding, not bit for bit. Its
   result for a row does not depend on the other rows of the batch, nor on the layers' output
   columns being split (three projections multiply to the same bits as one of their stacked
@@ -83,27 +88,49 @@ def onednn_may_run(x: Tensor, weight: Tensor) -> bool:
     )
 
 
+Product = Callable[[Tensor], Tensor]
+# (layer, rows like those it will multiply) -> its product for fewer than min_rows such rows, or
+# None: oneDNN's for those too (module docstring)
+FewRows = Callable[[nn.Linear, Tensor], Product | None]
+
+
+def torch_rows(layer: nn.Linear, like: Tensor) -> Product:
+    """:data:`FewRows` of PyTorch's product (MKL): ``F.linear`` with the layer's parameters."""
+    return lambda x: F.linear(x, layer.weight, layer.bias)
+
+
 class OneDnnLinear(nn.Linear):
     """``nn.Linear`` whose product runs in oneDNN with a packed copy of its weight at inference
     (module docstring). Made by :func:`formers.inference.gemm.use_gemm`, which swaps the class
     of existing ``nn.Linear`` modules; not built directly."""
 
-    min_rows = 1  # products of fewer rows run F.linear (set by use_gemm; module docstring)
+    min_rows = 1  # products of fewer rows run few_rows's (set by use_gemm; module docstring)
+    few_rows: FewRows = staticmethod(torch_rows)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
-        if not onednn_may_run(x, self.weight) or (self.min_rows > 1 and rows(x) < self.min_rows):
+        if not onednn_may_run(x, self.weight):
             return F.linear(x, self.weight, self.bias)
+        if self.min_rows > 1 and rows(x) < self.min_rows:
+            few = self.few_rows(self, x)
+            if few is not None:
+                return few(x)
         return packed_product(self.packed_weight(), self.bias)(x)
 
-    def product(self) -> Callable[[Tensor], Tensor]:
-        """The layer as a function, for a caller that checked :func:`onednn_may_run` for its
-        rows: the packed product, or ``F.linear`` for inputs of fewer than ``min_rows`` rows
-        (decided at each call, as :meth:`forward` does)."""
+    def few_row_product(self, like: Tensor) -> Product | None:
+        """The product of fewer than ``min_rows`` rows like ``like``, or ``None`` where oneDNN's
+        multiplies every row count."""
+        return self.few_rows(self, like) if self.min_rows > 1 else None
+
+    def product(self, like: Tensor) -> Product:
+        """The layer as a function of rows like ``like``, for a caller that checked
+        :func:`onednn_may_run` for them: the packed product, or :meth:`few_row_product`'s for
+        inputs of fewer than ``min_rows`` rows (decided at each call, as :meth:`forward` does)."""
         packed = packed_product(self.packed_weight(), self.bias)
-        if self.min_rows <= 1:
+        few = self.few_row_product(like)
+        if few is None:
             return packed
         least = self.min_rows
-        return lambda x: packed(x) if rows(x) >= least else F.linear(x, self.weight, self.bias)
+        return lambda x: packed(x) if rows(x) >= least else few(x)
 
     def packed_weight(self) -> Tensor:
         """The weight in oneDNN's packed layout, packed again if the weight has changed."""
@@ -149,14 +176,17 @@ def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor]
     same input, their outputs side by side: the weights stacked and packed, made again when a
     weight changes (as :meth:`OneDnnLinear.packed_weight` sees changes); the biases are read at
     every call. ``None`` unless every layer is a :class:`OneDnnLinear` that would run oneDNN on
-    rows like ``like`` and either all have biases or none do, and unless PyTorch dispatches to
-    AVX-512 here (:func:`fusion_checked`)."""
+    rows like ``like``, all or none have biases, all have the same rule for few rows, and
+    unless PyTorch dispatches to AVX-512 here (:func:`fusion_checked`)."""
     if not fusion_checked():
         return None
     if not all(type(m) is OneDnnLinear and onednn_may_run(like, m.weight) for m in linears):
         return None
     biases = [m.bias for m in linears]
-    if len({b is None for b in biases}) > 1 or len({m.min_rows for m in linears}) > 1:
+    if len({b is None for b in biases}) > 1 or len({(m.min_rows, m.few_rows) for m in linears}) > 1:
+        return None
+    few = [m.few_row_product(like) for m in linears]
+    if len({f is None for f in few}) > 1:
         return None
     weights = tuple(m.packed_weight() for m in linears)
     known = _FUSED.get(linears[0])
@@ -168,11 +198,8 @@ def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor]
         fused = packed_product(packed, None)
     else:
         fused = lambda x: packed_product(packed, torch.cat(biases))(x)  # noqa: E731
-    if least <= 1:
+    if few[0] is None:
         return fused
-    # fewer rows: the layers' F.linear products side by side (what their forward runs there),
-    # the bits of the model's step
-    return lambda x: (
-        fused(x) if rows(x) >= least
-        else torch.cat([F.linear(x, m.weight, m.bias) for m in linears], -1)
-    )  # fmt: skip
+    # fewer rows: the layers' own products side by side (what their forward runs there), the
+    # bits of the model's step
+    return lambda x: fused(x) if rows(x) >= least else torch.cat([f(x) for f in few], -1)
