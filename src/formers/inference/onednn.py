@@ -37,8 +37,8 @@ freezing calls). Deviations, each required or measured:
   4-row ones at 1.35-1.86x (``benchmarks/results/gemm_shapes_cpu_xeon.json``). On an AMD CPU
   one row multiplies in NumPy's OpenBLAS where NumPy may run (one thread), else in oneDNN: on a
   2-core EPYC of Zen 4, layers of 512 x 512 weights or more at one row, oneDNN's products ran
-  at 0.51-0.99x MKL's and OpenBLAS's at 0.93-1.23x (``gemm_shapes_cpu_epyc_zen4.json``); on
-  the Zen 5 one OpenBLAS ran at 0.94-1.12x oneDNN's there. The choice is made at each call,
+  at 0.55-0.98x OpenBLAS's (median 0.64; ``gemm_shapes_cpu_epyc_zen4.json``), and at 0.89-1.06x
+  (median 0.99) on the Zen 5 one. The choice is made at each call,
   from the rows, in the layer and in its flat form alike, so the flat step keeps the model's
   bits; a row alone then gets the other library's rounding, in a batch oneDNN's.
 - oneDNN sums in another order than MKL: outputs agree to float rounding, not bit for bit. Its
