@@ -320,19 +320,6 @@ def test_fewer_rows_than_min_rows_take_pytorch_s_product(monkeypatch, products, 
     assert len(products) == (0 if few else 2)
 
 
-@checked_isa
-@torch.inference_mode()
-def test_the_fused_product_below_min_rows_is_the_three_layers(monkeypatch):
-    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, onednn.torch_rows))
-    layers = _layers((24, 24, 24), 24)
-    one, many = torch.randn(1, 24), torch.randn(4, 24)
-    fused = fuse_onednn(layers, one)
-    assert torch.equal(fused(one), torch.cat([F.linear(one, m.weight, m.bias) for m in layers], 1))
-    assert torch.equal(fused(many), torch.cat([m(many) for m in layers], 1))
-    layers[2].min_rows = 1
-    assert fuse_onednn(layers, one) is None, "layers that disagree on min_rows"
-
-
 def _numpy_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """NumPy's product of ``(..., in)`` rows, computed here: the bits OpenBLAS gives them."""
     rows = x.reshape(-1, x.size(-1)).numpy()
@@ -369,17 +356,32 @@ def test_fewer_rows_than_min_rows_take_numpy_s_product(monkeypatch, products, sh
     assert len(products) == 2, "oneDNN at every row count where NumPy may not run"
 
 
+def _torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    return F.linear(x, layer.weight, layer.bias)
+
+
 @checked_isa
 @torch.inference_mode()
-def test_the_fused_product_below_min_rows_is_the_three_numpy_products(monkeypatch):
-    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, gemm.numpy_rows))
+@pytest.mark.parametrize(
+    ("rule", "reference", "other"),
+    [
+        (onednn.torch_rows, _torch_linear, gemm.numpy_rows),
+        (gemm.numpy_rows, _numpy_linear, onednn.torch_rows),
+    ],
+)
+def test_the_fused_product_below_min_rows_is_the_three_layers(monkeypatch, rule, reference, other):
+    """Below ``min_rows`` the fused product is the three layers' own few-row products side by
+    side (MKL's on Intel CPUs, NumPy's on AMD ones); layers that disagree are not fused."""
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, rule))
     layers = _layers((24, 24, 24), 24)
     one, many = torch.randn(1, 24), torch.randn(4, 24)
     fused = fuse_onednn(layers, one)
-    assert torch.equal(fused(one), torch.cat([_numpy_linear(one, m) for m in layers], 1))
+    assert torch.equal(fused(one), torch.cat([reference(one, m) for m in layers], 1))
     assert torch.equal(fused(many), torch.cat([m(many) for m in layers], 1))
-    layers[2].few_rows = onednn.torch_rows
+    layers[2].few_rows = other
     assert fuse_onednn(layers, one) is None, "layers that disagree on the few-row product"
+    layers[2].few_rows, layers[2].min_rows = rule, 1
+    assert fuse_onednn(layers, one) is None, "layers that disagree on min_rows"
 
 
 @pytest.mark.parametrize(
