@@ -213,3 +213,7 @@ def test_huge_pages_can_be_left_out(monkeypatch):
     model = use_inference_layout(decisive_model(), huge_pages=False)
     assert uses_inference_layout(model)
     assert not _advised_huge(_linears(model)[0].weight.data_ptr())
+    with standard_layout(model):  # as a checkpoint save does
+        pass
+    assert uses_inference_layout(model)
+    assert not _advised_huge(_linears(model)[0].weight.data_ptr()), "still not in huge pages"

@@ -36,6 +36,7 @@ converted weight fails (it is not contiguous); nothing in formers does.
 from __future__ import annotations
 
 import mmap
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -56,6 +57,8 @@ def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
 
 _LINE = 64  # bytes: every weight in a block starts on a cache line
 _HUGE_PAGE = 2 << 20  # bytes: a transparent huge page on x86-64
+# model -> the huge_pages it was given by use_inference_layout, for standard_layout to restore
+_HUGE_PAGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _contiguous(weights: list[nn.Parameter]) -> None:
@@ -119,6 +122,7 @@ def use_inference_layout(
     """
     weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
     _column_major(weights, huge_pages)
+    _HUGE_PAGES[model] = huge_pages
     return use_gemm(model, gemm)
 
 
@@ -131,7 +135,8 @@ def use_standard_layout(model: nn.Module) -> nn.Module:
 
 @contextmanager
 def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``model``'s ``nn.Linear`` weights are contiguous; after it, as before.
+    """Within the block, ``model``'s ``nn.Linear`` weights are contiguous; after it, as before
+    (in huge pages or not, as :func:`use_inference_layout` was told for ``model``).
 
     For code that needs contiguous tensors, such as safetensors' ``save_model`` and
     ``load_model`` with tied weights (checkpoints use it).
@@ -141,7 +146,7 @@ def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
     try:
         yield model
     finally:
-        _column_major(converted)
+        _column_major(converted, _HUGE_PAGES.get(model, True))
 
 
 def uses_inference_layout(model: nn.Module) -> bool:
