@@ -88,18 +88,27 @@ class NumpyLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
         if not numpy_may_run(x, self.weight):
             return F.linear(x, self.weight, self.bias)
-        rows = x.detach().reshape(-1, self.in_features)  # (N, in)
-        return _numpy_product(rows, *self._numpy_views()).view(*x.shape[:-1], self.out_features)
+        return _numpy_linear(x, *self._numpy_views())
 
     def _numpy_views(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """NumPy views of the weight's transpose ``(in, out)`` and of the bias (no copies), made
-        again when either one's storage changes (``weight.data = ...``); in-place changes show
-        through the views."""
+        """:func:`_numpy_operands` of the layer, made again when the weight's or the bias's
+        storage changes (``weight.data = ...``); in-place changes show through the views."""
         key = (self.weight.data_ptr(), 0 if self.bias is None else self.bias.data_ptr())
         if self._views is None or self._views[0] != key:
-            bias = None if self.bias is None else self.bias.detach().numpy()
-            self._views = (key, self.weight.detach().T.numpy(), bias)
+            self._views = (key, *_numpy_operands(self))
         return self._views[1], self._views[2]
+
+
+def _numpy_operands(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray | None]:
+    """NumPy views (no copies) of ``linear``'s weight transposed, ``(in, out)``, and its bias."""
+    bias = None if linear.bias is None else linear.bias.detach().numpy()
+    return linear.weight.detach().T.numpy(), bias
+
+
+def _numpy_linear(x: Tensor, weight_t: np.ndarray, bias: np.ndarray | None) -> Tensor:
+    """:func:`_numpy_product` of ``(..., in)`` rows: ``(..., out)``."""
+    rows = x.detach().reshape(-1, weight_t.shape[0])  # (N, in)
+    return _numpy_product(rows, weight_t, bias).view(*x.shape[:-1], weight_t.shape[1])
 
 
 def _numpy_product(rows: Tensor, weight_t: np.ndarray, bias: np.ndarray | None) -> Tensor:
@@ -189,12 +198,8 @@ def numpy_rows(layer: nn.Linear, like: Tensor) -> Product | None:
     through views of the weight's transpose and of the bias, made now."""
     if not numpy_may_run(like, layer.weight):
         return None
-    weight_t = layer.weight.detach().T.numpy()  # (in, out)
-    bias = None if layer.bias is None else layer.bias.detach().numpy()
-    out = layer.out_features
-    return lambda x: _numpy_product(x.detach().reshape(-1, x.size(-1)), weight_t, bias).view(
-        *x.shape[:-1], out
-    )  # (N, in) -> (N, out) -> (..., out)
+    weight_t, bias = _numpy_operands(layer)
+    return lambda x: _numpy_linear(x, weight_t, bias)
 
 
 def onednn_few_rows() -> tuple[int, FewRows]:

@@ -185,9 +185,7 @@ def fuse_onednn(linears: Sequence[nn.Module], like: Tensor) -> Callable[[Tensor]
     biases = [m.bias for m in linears]
     if len({b is None for b in biases}) > 1 or len({(m.min_rows, m.few_rows) for m in linears}) > 1:
         return None
-    few = [m.few_row_product(like) for m in linears]
-    if len({f is None for f in few}) > 1:
-        return None
+    few = [m.few_row_product(like) for m in linears]  # one rule, one like: all or none None
     weights = tuple(m.packed_weight() for m in linears)
     known = _FUSED.get(linears[0])
     if known is None or any(a is not b for a, b in zip(known[0], weights, strict=True)):
