@@ -301,7 +301,14 @@ def test_no_fusion_where_it_was_not_checked(monkeypatch):
         assert fuse_onednn(layers, torch.randn(3, 24)) is None
 
 
-@pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24), (2, 2, 24)])
+def _layer_and_flat_form(layer: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """``layer(x)``, and its flat form (:func:`row_product`, which takes ``(N, in)`` rows) on
+    ``x``'s rows, shaped as ``x``'s output."""
+    rows = x.reshape(-1, x.size(-1))
+    return [layer(x), row_product(layer, x)(rows).view(*x.shape[:-1], layer.out_features)]
+
+
+@pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24), (2, 2, 24), (0, 24)])
 @torch.inference_mode()
 def test_fewer_rows_than_min_rows_take_pytorch_s_product(monkeypatch, products, shape):
     """On Intel CPUs (``onednn_few_rows() == (2, torch_rows)``) one-row products stay with MKL:
@@ -311,8 +318,7 @@ def test_fewer_rows_than_min_rows_take_pytorch_s_product(monkeypatch, products, 
     assert fast.min_rows == 2
     x = torch.randn(shape)
     few = x.numel() // 24 < 2
-    for layer in (fast, row_product(fast, x)):
-        out = layer(x)
+    for out in _layer_and_flat_form(fast, x):
         if few:
             assert torch.equal(out, F.linear(x, fast.weight, fast.bias))
         else:
@@ -327,7 +333,7 @@ def _numpy_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return torch.from_numpy(out).view(*x.shape[:-1], layer.out_features)
 
 
-@pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24)])
+@pytest.mark.parametrize("shape", [(1, 24), (1, 1, 24), (3, 24), (1, 3, 24), (0, 24)])
 @torch.inference_mode()
 def test_fewer_rows_than_min_rows_take_numpy_s_product(monkeypatch, products, shape):
     """On AMD CPUs (``onednn_few_rows() == (2, numpy_rows)``) one-row products multiply in
@@ -338,8 +344,7 @@ def test_fewer_rows_than_min_rows_take_numpy_s_product(monkeypatch, products, sh
     assert (fast.min_rows, fast.few_rows) == (2, gemm.numpy_rows)
     x = torch.randn(shape)
     few = x.numel() // 24 < 2
-    for layer in (fast, row_product(fast, x)):
-        out = layer(x)
+    for out in _layer_and_flat_form(fast, x):
         if few:
             assert torch.equal(out, _numpy_linear(x, fast))
         else:
@@ -349,8 +354,8 @@ def test_fewer_rows_than_min_rows_take_numpy_s_product(monkeypatch, products, sh
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        for layer in (fast, row_product(fast, x)):
-            torch.testing.assert_close(layer(x), ref(x))
+        for out in _layer_and_flat_form(fast, x):
+            torch.testing.assert_close(out, ref(x))
     finally:
         torch.set_num_threads(before)
     assert len(products) == 2, "oneDNN at every row count where NumPy may not run"

@@ -194,12 +194,12 @@ def cpu_capability() -> str:
 
 def numpy_rows(layer: nn.Linear, like: Tensor) -> Product | None:
     """:data:`~formers.inference.onednn.FewRows` of NumPy's product, where it may run for rows
-    like ``like`` (:func:`numpy_may_run`), else ``None`` (oneDNN's): ``(..., in) -> (..., out)``
+    like ``like`` (:func:`numpy_may_run`), else ``None`` (oneDNN's): ``(N, in) -> (N, out)``
     through views of the weight's transpose and of the bias, made now."""
     if not numpy_may_run(like, layer.weight):
         return None
     weight_t, bias = _numpy_operands(layer)
-    return lambda x: _numpy_linear(x, weight_t, bias)
+    return lambda rows: _numpy_product(rows, weight_t, bias)
 
 
 def onednn_few_rows() -> tuple[int, FewRows]:
