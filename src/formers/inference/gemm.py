@@ -31,7 +31,9 @@ for, in place:
   (one-row products left to MKL on Intel, to NumPy's OpenBLAS on AMD where NumPy uses it:
   :func:`onednn_few_rows`, :mod:`formers.inference.onednn`); else, on an AMD CPU,
   ``"numpy"`` where NumPy uses OpenBLAS; ``"torch"`` on every other CPU. Only those CPUs were
-  measured (a Zen 2, a Zen 4 and a Zen 5 EPYC, a Xeon with AVX-512 and AMX).
+  measured (a Zen 1, a Zen 2, a Zen 4 and a Zen 5 EPYC, a Xeon with AVX-512 and AMX; on the
+  Zen 1 one, family 23 model 1, the three libraries ran about as fast from 4 rows up and
+  oneDNN's whole decodes 0.94-1.05x OpenBLAS's: ``gemm_shapes_cpu_epyc_zen1.json``, README).
 
 Deviations, each measured or required:
 
