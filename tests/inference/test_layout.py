@@ -217,3 +217,9 @@ def test_huge_pages_can_be_left_out(monkeypatch):
         pass
     assert uses_inference_layout(model)
     assert not _advised_huge(_linears(model)[0].weight.data_ptr()), "still not in huge pages"
+    twin = copy.deepcopy(model)  # a copy keeps the choice
+    with standard_layout(twin):
+        pass
+    assert uses_inference_layout(twin)
+    assert not _advised_huge(_linears(twin)[0].weight.data_ptr()), "the copy: not in huge pages"
+    assert torch.equal(_linears(twin)[0].weight, _linears(model)[0].weight)

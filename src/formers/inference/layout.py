@@ -36,7 +36,6 @@ converted weight fails (it is not contiguous); nothing in formers does.
 from __future__ import annotations
 
 import mmap
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -57,8 +56,9 @@ def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
 
 _LINE = 64  # bytes: every weight in a block starts on a cache line
 _HUGE_PAGE = 2 << 20  # bytes: a transparent huge page on x86-64
-# model -> the huge_pages it was given by use_inference_layout, for standard_layout to restore
-_HUGE_PAGES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# the model's attribute holding the huge_pages use_inference_layout was given, for
+# standard_layout to restore (an attribute, so that a deep copy of the model keeps it)
+_HUGE_PAGES = "_formers_huge_pages"
 
 
 def _contiguous(weights: list[nn.Parameter]) -> None:
@@ -122,7 +122,7 @@ def use_inference_layout(
     """
     weights = [w for w in _linear_weights(model) if w.device.type == "cpu" and w.is_contiguous()]
     _column_major(weights, huge_pages)
-    _HUGE_PAGES[model] = huge_pages
+    object.__setattr__(model, _HUGE_PAGES, huge_pages)  # not a submodule, buffer or parameter
     return use_gemm(model, gemm)
 
 
@@ -146,7 +146,7 @@ def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
     try:
         yield model
     finally:
-        _column_major(converted, _HUGE_PAGES.get(model, True))
+        _column_major(converted, getattr(model, _HUGE_PAGES, True))
 
 
 def uses_inference_layout(model: nn.Module) -> bool:
