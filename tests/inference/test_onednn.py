@@ -361,6 +361,22 @@ def test_fewer_rows_than_min_rows_take_numpy_s_product(monkeypatch, products, sh
     assert len(products) == 2, "oneDNN at every row count where NumPy may not run"
 
 
+@torch.inference_mode()
+def test_numpy_s_few_row_product_follows_new_weights(monkeypatch):
+    """The NumPy views a oneDNN layer's one-row products use are kept on the layer between
+    calls: a replaced weight (``weight.data = ...``) or an in-place change still shows."""
+    monkeypatch.setattr(gemm, "onednn_few_rows", lambda: (2, gemm.numpy_rows))
+    _, fast = _pair(column_major=True)
+    x = torch.randn(1, 24)
+    assert torch.equal(fast(x), _numpy_linear(x, fast))
+    fast.weight.data = torch.randn(24, 40).t()  # column-major, as the inference layout keeps it
+    assert torch.equal(fast(x), _numpy_linear(x, fast)), "the replaced weight"
+    fast.bias.data = torch.randn(40)
+    assert torch.equal(fast(x), _numpy_linear(x, fast)), "the replaced bias"
+    fast.weight.mul_(2)  # in place: the views show it
+    assert torch.equal(fast(x), _numpy_linear(x, fast)), "an in-place change"
+
+
 def _torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return F.linear(x, layer.weight, layer.bias)
 

@@ -85,20 +85,24 @@ class NumpyLinear(nn.Linear):
     module docstring for when it falls back to ``F.linear``). Made by :func:`use_gemm`, which
     swaps the class of existing ``nn.Linear`` modules; not built directly."""
 
-    _views: tuple[tuple[int, int], np.ndarray, np.ndarray | None] | None = None
-
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (nn.Linear's)
         if not numpy_may_run(x, self.weight):
             return F.linear(x, self.weight, self.bias)
-        return _numpy_linear(x, *self._numpy_views())
+        return _numpy_linear(x, *_numpy_views(self))
 
-    def _numpy_views(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """:func:`_numpy_operands` of the layer, made again when the weight's or the bias's
-        storage changes (``weight.data = ...``); in-place changes show through the views."""
-        key = (self.weight.data_ptr(), 0 if self.bias is None else self.bias.data_ptr())
-        if self._views is None or self._views[0] != key:
-            self._views = (key, *_numpy_operands(self))
-        return self._views[1], self._views[2]
+
+_VIEWS = "_formers_numpy_views"  # a layer's attribute: (storage key, weight_t, bias) views
+
+
+def _numpy_views(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_numpy_operands` of ``linear``, kept on the layer and made again when the weight's
+    or the bias's storage changes (``weight.data = ...``; a view holds its storage, so a new one
+    cannot reuse the address); in-place changes show through the views."""
+    key = (linear.weight.data_ptr(), 0 if linear.bias is None else linear.bias.data_ptr())
+    known = linear.__dict__.get(_VIEWS)
+    if known is None or known[0] != key:
+        known = linear.__dict__[_VIEWS] = (key, *_numpy_operands(linear))
+    return known[1], known[2]
 
 
 def _numpy_operands(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray | None]:
@@ -133,7 +137,7 @@ def row_product(linear: nn.Module, like: Tensor) -> Callable[[Tensor], Tensor]:
     (:func:`int8_product`); any other layer (``nn.Linear``, a subclass with its own forward) is
     the module itself."""
     if type(linear) is NumpyLinear and numpy_may_run(like, linear.weight):
-        weight_t, bias = linear._numpy_views()
+        weight_t, bias = _numpy_views(linear)
         return lambda rows: _numpy_product(rows, weight_t, bias)
     if type(linear) is OneDnnLinear and onednn_may_run(like, linear.weight):
         return linear.product(like)
@@ -197,10 +201,11 @@ def cpu_capability() -> str:
 def numpy_rows(layer: nn.Linear, like: Tensor) -> Product | None:
     """:data:`~formers.inference.onednn.FewRows` of NumPy's product, where it may run for rows
     like ``like`` (:func:`numpy_may_run`), else ``None`` (oneDNN's): ``(N, in) -> (N, out)``
-    through views of the weight's transpose and of the bias, made now."""
+    through views of the weight's transpose and of the bias (:func:`_numpy_views`, kept on the
+    layer: the layer's forward asks at every call)."""
     if not numpy_may_run(like, layer.weight):
         return None
-    weight_t, bias = _numpy_operands(layer)
+    weight_t, bias = _numpy_views(layer)
     return lambda rows: _numpy_product(rows, weight_t, bias)
 
 
@@ -265,6 +270,7 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
             continue
         pays = target is not nn.Linear and _pays(module, name)
         module.__class__ = target if pays else nn.Linear
+        module.__dict__.pop(_VIEWS, None)  # views hold their storage: none of an old weight
         swapped |= pays
         if pays and target is OneDnnLinear:
             module.min_rows, module.few_rows = least, few
