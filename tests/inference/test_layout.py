@@ -3,6 +3,7 @@
 import copy
 import gc
 import mmap
+import weakref
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from formers.decoding import beam_search, greedy_search
-from formers.inference import layout
+from formers.inference import gemm, layout
 from formers.inference.layout import (
     standard_layout,
     use_inference_layout,
@@ -223,3 +224,23 @@ def test_huge_pages_can_be_left_out(monkeypatch):
     assert uses_inference_layout(twin)
     assert not _advised_huge(_linears(twin)[0].weight.data_ptr()), "the copy: not in huge pages"
     assert torch.equal(_linears(twin)[0].weight, _linears(model)[0].weight)
+
+
+@torch.inference_mode()
+def test_standard_layout_lets_go_of_the_numpy_views_of_the_old_weights(monkeypatch):
+    """NumPy's products keep views of their weights on the layer; each holds its storage, so
+    after ``standard_layout`` (a checkpoint save) the views of the replaced block must go, and
+    the products still compute with the weights as they are now."""
+    monkeypatch.setattr(gemm, "NUMPY_MIN_WEIGHTS", 0)  # the tiny layers multiply in NumPy
+    model = use_inference_layout(decisive_model(), "numpy")
+    layer = _linears(model)[0]
+    assert type(layer) is gemm.NumpyLinear
+    x = torch.randn(1, layer.in_features)
+    layer(x)  # its views are made now
+    old = [weakref.ref(view) for view in gemm._numpy_views(layer) if view is not None]
+    with standard_layout(model):
+        pass
+    gc.collect()
+    assert all(ref() is None for ref in old), "the old block's views are gone"
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    torch.testing.assert_close(layer(x), expected)

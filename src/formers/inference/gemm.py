@@ -105,6 +105,13 @@ def _numpy_views(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray | None]:
     return known[1], known[2]
 
 
+def drop_numpy_views(model: nn.Module) -> None:
+    """Forget the NumPy views kept on ``model``'s layers (:func:`_numpy_views`): each holds its
+    weight's storage alive, which a change of layout replaces (the next product makes new ones)."""
+    for module in model.modules():
+        module.__dict__.pop(_VIEWS, None)
+
+
 def _numpy_operands(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray | None]:
     """NumPy views (no copies) of ``linear``'s weight transposed, ``(in, out)``, and its bias."""
     bias = None if linear.bias is None else linear.bias.detach().numpy()

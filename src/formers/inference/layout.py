@@ -42,7 +42,7 @@ from contextlib import contextmanager, suppress
 import torch
 from torch import Tensor, nn
 
-from formers.inference.gemm import use_gemm
+from formers.inference.gemm import drop_numpy_views, use_gemm
 
 
 def _linear_weights(model: nn.Module) -> Iterator[nn.Parameter]:
@@ -143,10 +143,12 @@ def standard_layout(model: nn.Module) -> Iterator[nn.Module]:
     """
     converted = [w for w in _linear_weights(model) if not w.is_contiguous()]
     _contiguous(converted)
+    drop_numpy_views(model)  # else they keep the old block alive
     try:
         yield model
     finally:
         _column_major(converted, getattr(model, _HUGE_PAGES, True))
+        drop_numpy_views(model)
 
 
 def uses_inference_layout(model: nn.Module) -> bool:
