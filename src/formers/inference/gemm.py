@@ -271,13 +271,13 @@ def use_gemm(model: nn.Module, backend: str | None = None) -> nn.Module:
         raise ValueError("the onednn GEMM backend needs a PyTorch built with oneDNN (mkldnn)")
     target = _LAYERS[name]
     least, few = onednn_few_rows() if target is OneDnnLinear else (1, torch_rows)  # read once
+    drop_numpy_views(model)  # of the weights as they were: the next product makes new ones
     swapped = False
     for module in model.modules():
         if type(module) not in _LAYERS.values():
             continue
         pays = target is not nn.Linear and _pays(module, name)
         module.__class__ = target if pays else nn.Linear
-        module.__dict__.pop(_VIEWS, None)  # views hold their storage: none of an old weight
         swapped |= pays
         if pays and target is OneDnnLinear:
             module.min_rows, module.few_rows = least, few
