@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
 import platform
 import tempfile
 import time
@@ -69,6 +70,9 @@ RUNTIMES = (
     "formers", "formers-mkl", "formers-int8", "transformers", "ct2", "ct2-int8", "onnxruntime",
 )  # fmt: skip
 FP32 = ("formers", "formers-mkl", "transformers", "ct2", "onnxruntime")
+# the optional packages some runtimes need, and the extras that install them
+NEEDS = {"ctranslate2": ("ct2", "ct2-int8"), "onnxruntime": ("onnxruntime",)}
+EXTRAS = {"ctranslate2": "ct2", "onnxruntime": "onnx"}
 
 
 class Pieces:
@@ -83,11 +87,33 @@ class Pieces:
         return [self.names[i] for i in ids]
 
 
-def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Any]]:
-    """``runtime -> decode(src (b, s) tensor, beam) -> (b, N - 1) token ids``."""
+def ct2_translators(ours, vocab: Pieces, args: argparse.Namespace, work: Path,
+                    names: set[str]) -> dict[str, Any]:  # fmt: skip
+    """CTranslate2 ``Translator`` s of formers' export for ``names`` (of ``ct2``, ``ct2-int8``);
+    none where the model is to run on a GPU and this CTranslate2 build has no CUDA."""
+    if not names:
+        return {}
     import ctranslate2
 
     from formers.export.ct2 import export_ct2
+
+    computes = {"ct2": "float32", "ct2-int8": "int8"}
+    cuda = args.device == "cuda"
+    for name in names:  # from the CPU weights, before the model moves
+        export_ct2(ours, vocab, "transformer", work / name, quantization=computes[name])
+    if cuda and ctranslate2.get_cuda_device_count() == 0:
+        return {}
+    threads = {} if cuda else dict(intra_threads=args.threads, inter_threads=1)
+    return {
+        name: ctranslate2.Translator(str(work / name), device=args.device,
+                                     compute_type=computes[name], **threads)
+        for name in names
+    }  # fmt: skip
+
+
+def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callable[..., Any]]:
+    """``runtime -> decode(src (b, s) tensor, beam) -> (b, N - 1) token ids``, for the runtimes
+    of ``args.runtimes`` (only those are exported and loaded)."""
     from formers.export.onnx import OnnxTranslator, export_onnx
     from formers.inference.flat_step import fast_decodable
     from formers.inference.int8 import quantize_int8
@@ -95,22 +121,18 @@ def decoders(ours, hf, args: argparse.Namespace, work: Path) -> dict[str, Callab
 
     n, pad = args.new_tokens, hf.config.pad_token_id
     vocab = Pieces(args.vocab)
-    cuda = args.device == "cuda"
-    int8 = None if cuda else quantize_int8(ours)  # PyTorch's dynamic int8 is a CPU feature
-    mkl = None if cuda else use_inference_layout(copy.deepcopy(ours), "torch")  # a CPU choice
-    export_ct2(ours, vocab, "transformer", work / "ct2")  # from the CPU weights, before moving
-    export_ct2(ours, vocab, "transformer", work / "ct2-int8", quantization="int8")
-    (work / "onnx").mkdir()
-    export_onnx(ours, vocab, "transformer", work / "onnx")
-    threads = dict(intra_threads=args.threads, inter_threads=1) if not cuda else {}
-    translators = {}
-    if not cuda or ctranslate2.get_cuda_device_count() > 0:
-        translators = {
-            name: ctranslate2.Translator(str(work / name), device=args.device,
-                                         compute_type=compute, **threads)
-            for name, compute in (("ct2", "float32"), ("ct2-int8", "int8"))
-        }  # fmt: skip
-    onnx = None if cuda else OnnxTranslator(work / "onnx", threads=args.threads)
+    wanted = set(args.runtimes)
+    cpu = args.device == "cpu"  # int8, the GEMM choice and ONNX Runtime: CPU rows only
+    int8 = quantize_int8(ours) if cpu and "formers-int8" in wanted else None
+    mkl = None
+    if cpu and "formers-mkl" in wanted:
+        mkl = use_inference_layout(copy.deepcopy(ours), "torch")
+    translators = ct2_translators(ours, vocab, args, work, wanted & {"ct2", "ct2-int8"})
+    onnx = None
+    if cpu and "onnxruntime" in wanted:
+        (work / "onnx").mkdir()
+        export_onnx(ours, vocab, "transformer", work / "onnx")
+        onnx = OnnxTranslator(work / "onnx", threads=args.threads)
     ours.to(args.device), hf.to(args.device)
     alpha = args.length_penalty
 
@@ -233,7 +255,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = ROOT / "benchmarks" / "results" / f"runtimes_{args.device}{suffix}.json"
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: CUDA is not available")
+    for package, names in NEEDS.items():
+        asked = [name for name in args.runtimes if name in names]
+        if asked and installed(package) is None:
+            p.error(f"--runtimes {' '.join(asked)} needs {package}, which is not installed "
+                    f"(pip install -e '.[{EXTRAS[package]}]'), or leave them out")  # fmt: skip
     return args
+
+
+def installed(package: str) -> str | None:
+    """``package``'s installed version, or ``None`` where it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def run_mode(decode: dict[str, Callable[..., Any]], batches: list[torch.Tensor], beam: int,
@@ -274,10 +309,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
-    import ctranslate2
-    import onnxruntime
-    import transformers
-
     from formers.inference import gemm
     from formers.inference.layout import use_inference_layout
     from formers.models.transformer.convert import load_hf
@@ -312,9 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **result_header("runtimes", argv, torch.device(args.device)),
         "versions": {
             "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "ctranslate2": ctranslate2.__version__,
-            "onnxruntime": onnxruntime.__version__,
+            **{name: installed(name) for name in ("transformers", "ctranslate2", "onnxruntime")},
             "python": platform.python_version(),
         },  # fmt: skip
         "threads": args.threads,

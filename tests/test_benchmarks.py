@@ -184,6 +184,38 @@ def test_runtimes_writes_json(tmp_path):
     assert result["results"]["beam_batch4"]["onnxruntime"] == {"supported": False}
 
 
+def test_runtimes_builds_only_the_runtimes_asked(tmp_path, monkeypatch):
+    """A subset runs without exporting or loading the others (as on a GPU machine without
+    CTranslate2): here their packages cannot be imported, and only the subset's rows are
+    written."""
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import runtimes
+
+    for package in ("ctranslate2", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, package, None)  # import raises ImportError
+    result = runtimes.main([
+        "--size", "tiny", "--rounds", "1", "--warmup", "0", "--batch-size", "2", "--batch-one",
+        "1", "--new-tokens", "4", "--vocab", "100", "--runtimes", "formers", "transformers",
+        "--out", str(tmp_path / "result.json"),
+    ])  # fmt: skip
+    for rows in result["results"].values():
+        assert set(rows) == {"formers", "transformers"}
+        assert rows["transformers"]["identical_to_formers"]
+
+
+def test_runtimes_refuses_a_runtime_whose_package_is_missing(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import runtimes
+
+    monkeypatch.setattr(runtimes, "installed", lambda package: None)
+    with pytest.raises(SystemExit):
+        runtimes.parse_args(["--runtimes", "formers", "ct2-int8"])
+    err = capsys.readouterr().err
+    assert "--runtimes ct2-int8 needs ctranslate2" in err and ".[ct2]" in err
+    assert runtimes.parse_args(["--runtimes", "formers"]).runtimes == ["formers"]
+
+
 def test_decode_attempts_writes_json(tmp_path):
     pytest.importorskip("transformers")
     out = tmp_path / "result.json"
